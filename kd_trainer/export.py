@@ -1,0 +1,180 @@
+"""Export a student to ONNX with a fixed 1080p shape, metadata, checker and onnxruntime parity check.
+
+Graph I/O contract (recorded in the model's metadata_props, read back by ``trt_engine``):
+- ``float32_nchw``: input ``input`` float32 [N,3,H,W] RGB in [0,1]; output ``output`` same shape, clipped.
+- ``uint8_nhwc``: input ``frames`` uint8 [N,H,W,3] RGB; output ``frames_out`` uint8, with the Cast at the
+  very input, Round + Cast at the very output, so an app hands decoded frames straight in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kd_trainer.io import atomic_path
+from kd_trainer.models.student import ResidualUNet, load_student
+
+ONNX_FORMAT = "image-sharpening-kd/onnx-v1"
+META_PREFIX = "kd."
+
+
+class Uint8NHWC(nn.Module):
+    """Wrap a float NCHW image model with uint8 NHWC input and output."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        y = self.model(x).clamp(0.0, 1.0) * 255.0
+        return torch.round(y).permute(0, 2, 3, 1).to(torch.uint8)
+
+
+class ClampedFloat(nn.Module):
+    """Clip the student's output to [0, 1] inside the graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).clamp(0.0, 1.0)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    io: str
+    shape: tuple[int, int, int, int]
+    max_abs_error: float
+    metadata: dict[str, str]
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``kd.*`` metadata of an exported model, without the prefix."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def export_onnx(
+    model: ResidualUNet,
+    out: str | os.PathLike[str],
+    *,
+    height: int = 1080,
+    width: int = 1920,
+    batch: int = 1,
+    uint8_io: bool = False,
+    opset: int = 18,
+    name: str = "",
+    extra_metadata: dict[str, Any] | None = None,
+    check: bool = True,
+    seed: int = 0,
+) -> ExportResult:
+    """Export ``model`` with a static ``batch x 3 x height x width`` shape and verify it.
+
+    The ONNX is checked with ``onnx.checker`` and run with onnxruntime on a random input; the max
+    absolute difference to PyTorch is returned (in [0,1] units for float I/O, in levels for uint8 I/O).
+    """
+    import onnx
+
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    if min(height, width, batch) < 1:
+        raise ValueError(f"invalid export shape batch={batch} height={height} width={width}")
+    model = model.eval().cpu()
+    wrapped: nn.Module = Uint8NHWC(model) if uint8_io else ClampedFloat(model)
+    rng = np.random.default_rng(seed)
+    if uint8_io:
+        sample = torch.from_numpy(rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8))
+        in_name, out_name, io = "frames", "frames_out", "uint8_nhwc"
+    else:
+        sample = torch.from_numpy(rng.random((batch, 3, height, width), dtype=np.float32))
+        in_name, out_name, io = "input", "output", "float32_nchw"
+
+    metadata = {
+        "format": ONNX_FORMAT,
+        "student": name,
+        "config": json.dumps(model.config.to_dict()),
+        "io": io,
+        "color": "rgb",
+        "batch": str(batch),
+        "height": str(height),
+        "width": str(width),
+        "precision": "fp32",
+        "input": in_name,
+        "output": out_name,
+    }
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+
+    out_path = Path(out)
+    with atomic_path(out_path) as tmp:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapped,
+                (sample,),
+                input_names=[in_name],
+                output_names=[out_name],
+                opset_version=opset,
+                dynamo=True,
+                optimize=True,
+                verbose=False,
+            )
+        proto = program.model_proto
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = META_PREFIX + key, value
+        onnx.save(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        error = _parity(wrapped, tmp, in_name, sample) if check else float("nan")
+    return ExportResult(out_path, io, (batch, 3, height, width), error, metadata)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **kwargs: Any) -> ExportResult:
+    """Load a student checkpoint and export it; the checkpoint's metrics travel in the metadata."""
+    model, ckpt = load_student(checkpoint)
+    extra = dict(kwargs.pop("extra_metadata", None) or {})
+    if ckpt.get("metrics"):
+        extra.setdefault("metrics", ckpt["metrics"])
+    return export_onnx(model, out, name=ckpt.get("name", ""), extra_metadata=extra, **kwargs)
+
+
+def _parity(wrapped: nn.Module, onnx_path: Path, in_name: str, sample: torch.Tensor) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (ort_out,) = session.run(None, {in_name: sample.numpy()})
+    with torch.no_grad():
+        ref = wrapped(sample).numpy()
+    return float(np.abs(ort_out.astype(np.float64) - ref.astype(np.float64)).max())
+
+
+class _quiet_exporter:
+    """Silence the exporter's progress prints and registration warnings."""
+
+    def __enter__(self) -> None:
+        self._level = logging.getLogger("torch.onnx").level
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        self._devnull = open(os.devnull, "w")  # noqa: SIM115
+        import contextlib
+
+        self._redirect = contextlib.redirect_stdout(self._devnull)
+        self._redirect.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._redirect.__exit__(*exc)
+        self._devnull.close()
+        logging.getLogger("torch.onnx").setLevel(self._level)
