@@ -50,7 +50,9 @@ def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     return _to_u8(img.astype(np.float32) + rng.normal(0.0, sigma, img.shape).astype(np.float32))
 
 
-def resize_down_up(img: np.ndarray, factor: float, up: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, tuple[int, int]]:
+def resize_down_up(
+    img: np.ndarray, factor: float, up: int = cv2.INTER_LINEAR
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Downscale by ``factor`` (area), return it and the small size; see :func:`upscale`."""
     h, w = img.shape[:2]
     sw, sh = max(2, int(round(w / factor))) // 2 * 2, max(2, int(round(h / factor))) // 2 * 2
@@ -62,7 +64,9 @@ def upscale(img: np.ndarray, size: tuple[int, int], interp: int = cv2.INTER_LINE
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -114,13 +118,15 @@ def h264(img: np.ndarray, crf: int) -> np.ndarray:
     import av
 
     h, w = img.shape[:2]
-    ph, pw = h + h % 2, w + w % 2
+    ph, pw = h + (-h) % 16, w + (-w) % 16  # whole macroblocks; planar layout needs H % 4 == 0
     padded = np.pad(img, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge") if (ph, pw) != (h, w) else img
     y, u, v = rgb_to_yuv420(padded)
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
     enc.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency"}
-    frame = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(-1, pw), v.reshape(-1, pw)]), format="yuv420p")
+    frame = av.VideoFrame.from_ndarray(
+        np.concatenate([y, u.reshape(-1, pw), v.reshape(-1, pw)]), format="yuv420p"
+    )
     packets = list(enc.encode(frame)) + list(enc.encode(None))
     dec = av.CodecContext.create("h264", "r")
     decoded = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
@@ -222,14 +228,18 @@ def available_presets() -> list[str]:
     return [n for n in PRESETS if n != "h264-540p" or has_h264()]
 
 
-def degrade_with_params(img: np.ndarray, preset: str = "call", seed: int | None = 0) -> tuple[np.ndarray, Params]:
+def degrade_with_params(
+    img: np.ndarray, preset: str = "call", seed: int | None = 0
+) -> tuple[np.ndarray, Params]:
     """Apply preset ``preset`` with RNG ``seed`` to an HxWx3 uint8 RGB image; return image and parameters."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"degrade expects an HxWx3 uint8 image, got shape {img.shape} dtype {img.dtype}")
     if preset not in PRESETS:
         raise KeyError(f"unknown degradation preset {preset!r}; known: {', '.join(PRESETS)}")
     if preset == "h264-540p" and not has_h264():
-        raise RuntimeError("preset 'h264-540p' needs PyAV with libx264: pip install 'image-sharpening-kd[video]'")
+        raise RuntimeError(
+            "preset 'h264-540p' needs PyAV with libx264: pip install 'image-sharpening-kd[video]'"
+        )
     out, params = PRESETS[preset](img, np.random.default_rng(seed))
     return np.ascontiguousarray(out), {"preset": preset, **params}
 

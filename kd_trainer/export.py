@@ -143,7 +143,9 @@ def export_onnx(
     return ExportResult(out_path, io, (batch, 3, height, width), error, metadata)
 
 
-def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **kwargs: Any) -> ExportResult:
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **kwargs: Any
+) -> ExportResult:
     """Load a student checkpoint and export it; the checkpoint's metrics travel in the metadata."""
     model, ckpt = load_student(checkpoint)
     extra = dict(kwargs.pop("extra_metadata", None) or {})

@@ -11,7 +11,11 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 def cache_dir() -> Path:
     """Root cache directory: ``$KD_CACHE_DIR`` or ``~/.cache/image-sharpening-kd``."""
     env = os.environ.get("KD_CACHE_DIR")
-    root = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-sharpening-kd"
+    root = (
+        Path(env)
+        if env
+        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-sharpening-kd"
+    )
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -31,6 +35,10 @@ def shipped_student(name: str = "fast", suffix: str = ".onnx") -> Path:
     """Path of a student shipped with the package (``fast`` or ``quality``; ``.onnx`` or ``.pt``)."""
     path = SHIPPED_STUDENTS_DIR / f"{name}{suffix}"
     if not path.is_file():
-        available = sorted(p.name for p in SHIPPED_STUDENTS_DIR.glob("*")) if SHIPPED_STUDENTS_DIR.is_dir() else []
-        raise FileNotFoundError(f"shipped student {path.name!r} not found in {SHIPPED_STUDENTS_DIR}; available: {available}")
+        available = (
+            sorted(p.name for p in SHIPPED_STUDENTS_DIR.glob("*")) if SHIPPED_STUDENTS_DIR.is_dir() else []
+        )
+        raise FileNotFoundError(
+            f"shipped student {path.name!r} not found in {SHIPPED_STUDENTS_DIR}; available: {available}"
+        )
     return path

@@ -62,7 +62,7 @@ class StudentConfig:
 STUDENTS: dict[str, StudentConfig] = {
     "runet-seed": StudentConfig(1, (32, 64, 128, 256), (2, 2, 2, 2), "shaped like the seed: full-res stem"),
     "runet-s": StudentConfig(2, (32, 64, 128), (2, 2, 2), "quality student for GPUs"),
-    "runet-m": StudentConfig(4, (32, 64, 128), (1, 2, 2), "between fast and quality"),
+    "runet-m": StudentConfig(2, (16, 48, 96), (1, 2, 2), "mid-size: CPU-trainable quality student"),
     "runet-n": StudentConfig(4, (16, 32), (1, 1), "fast student for CPUs"),
     "runet-p": StudentConfig(4, (8, 16, 32), (1, 1, 1), "pico: smallest, fastest"),
 }
@@ -96,7 +96,9 @@ class ResidualUNet(nn.Module):
         self.config = config
         w, u = config.widths, config.unshuffle
         self.stem = nn.Conv2d(3, w[0], u, stride=u) if u > 1 else nn.Conv2d(3, w[0], 3, padding=1)
-        self.encoders = nn.ModuleList(nn.Sequential(*[ResBlock(c) for c in [wi] * b]) for wi, b in zip(w, config.blocks))
+        self.encoders = nn.ModuleList(
+            nn.Sequential(*[ResBlock(c) for c in [wi] * b]) for wi, b in zip(w, config.blocks)
+        )
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
         self.decoders = nn.ModuleList(
@@ -154,7 +156,11 @@ def count_macs(model: ResidualUNet, height: int = 1080, width: int = 1920) -> in
             macs += output.numel() * module.in_channels // module.groups * k
 
     meta = ResidualUNet(model.config).to("meta")
-    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in meta.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
     with torch.no_grad():
         meta(torch.empty(1, 3, height, width, device="meta"))
     for h in handles:
@@ -200,7 +206,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_student(path: str | Path, expect: StudentConfig | None = None) -> tuple[ResidualUNet, dict[str, Any]]:
+def load_student(
+    path: str | Path, expect: StudentConfig | None = None
+) -> tuple[ResidualUNet, dict[str, Any]]:
     """Rebuild a student from a checkpoint (strict key and shape check)."""
     ckpt = read_checkpoint(path)
     try:
@@ -216,6 +224,8 @@ def load_student(path: str | Path, expect: StudentConfig | None = None) -> tuple
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not match the student config {cfg.to_dict()}: {exc}") from exc
+        raise CheckpointError(
+            f"{path}: weights do not match the student config {cfg.to_dict()}: {exc}"
+        ) from exc
     model.eval()
     return model, ckpt

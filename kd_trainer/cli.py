@@ -1,0 +1,114 @@
+"""Console scripts: ``kd-train``, ``kd-export`` and ``kd-data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kd_trainer.config import ConfigError
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def list_models() -> str:
+    """A table of registered students: parameters and GMAC per 1920x1080 frame."""
+    from kd_trainer.models.student import STUDENTS, build_student, count_macs, count_params
+
+    lines = [
+        f"{'name':<12} {'params':>10} {'GMAC/1080p':>11} {'stem':>5}  {'widths':<16} {'blocks':<12} description"
+    ]
+    for name, cfg in STUDENTS.items():
+        model = build_student(name)
+        lines.append(
+            f"{name:<12} {count_params(model):>10,} {count_macs(model) / 1e9:>11.2f} {f'/{cfg.unshuffle}':>5}  "
+            f"{str(list(cfg.widths)):<16} {str(list(cfg.blocks)):<12} {cfg.description}"
+        )
+    return "\n".join(lines)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kd-train",
+        description="Distil a Residual UNet student. Overrides are key=value pairs, e.g. model=runet-s epochs=5.",
+    )
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue from the run's last.pt (with a RUN_DIR, its saved config is used)",
+    )
+    parser.add_argument("--list-models", action="store_true", help="print the student registry and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_intermixed_args(argv)
+    if args.list_models:
+        print(list_models())
+        return 0
+
+    from kd_trainer.config import load_config, make_config
+    from kd_trainer.data import DataError
+    from kd_trainer.models.student import CheckpointError, read_checkpoint
+    from kd_trainer.models.teachers import TeacherError
+    from kd_trainer.train import train
+
+    try:
+        if isinstance(args.resume, str):
+            saved = read_checkpoint(Path(args.resume) / "last.pt").get("train_config", {})
+            cfg = make_config(saved, args.overrides)
+        else:
+            cfg = load_config(args.config, args.overrides)
+        out = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
+    except (ConfigError, DataError, CheckpointError, TeacherError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("\ninterrupted; continue with: kd-train --resume (same config and overrides)", file=sys.stderr)
+        return 130
+    print(f"next: kd-export {out} -o student.onnx")
+    return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kd-export", description="Export a student checkpoint to ONNX.")
+    parser.add_argument("checkpoint", help="student .pt from kd-train")
+    parser.add_argument("-o", "--output", required=True, help="output .onnx path")
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--uint8-io", action="store_true", help="uint8 NHWC RGB input/output in the graph")
+    parser.add_argument("--opset", type=int, default=18)
+    args = parser.parse_args(argv)
+
+    from kd_trainer.export import export_checkpoint
+    from kd_trainer.models.student import CheckpointError
+
+    try:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.output,
+            height=args.height,
+            width=args.width,
+            batch=args.batch,
+            uint8_io=args.uint8_io,
+            opset=args.opset,
+        )
+    except (CheckpointError, ValueError) as exc:
+        return _fail(str(exc))
+    unit = "levels" if result.io == "uint8_nhwc" else "(float, [0,1] scale)"
+    print(
+        f"wrote {result.path} ({result.io}, shape {result.shape}); onnx.checker ok; "
+        f"onnxruntime vs torch max abs error {result.max_abs_error:.3g} {unit}"
+    )
+    return 0
+
+
+def data_main(argv: list[str] | None = None) -> int:
+    from kd_trainer.fetch import main
+
+    return main(argv)

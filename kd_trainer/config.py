@@ -1,0 +1,183 @@
+"""Training configuration: one flat dataclass, loaded from YAML, overridden by ``key=value`` pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved inside every checkpoint."""
+
+    name: str = "run"
+    model: str = "runet-n"
+    init_from: str = ""  # optional student checkpoint to start from (same architecture)
+    teacher: str = "none"  # none | maxim-deblur | onnx:PATH | restormer:PATH
+    # data
+    train_dir: str = ""  # folder of sharp photos ("" = the fetched pool's train split)
+    paired_dir: str = ""  # optional Blur2Sharp/{blur_Image,sharp_Image} folder
+    val_dir: str = ""  # folder of sharp validation frames ("" = the fetched pool's val split)
+    crop: int = 128
+    samples_per_epoch: int = 512
+    fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
+    val_presets: list[str] = field(
+        default_factory=lambda: [
+            "gauss0.5",
+            "gauss1.5",
+            "downup2",
+            "jpeg30",
+            "motion9",
+            "noise5",
+            "h264-540p",
+            "call",
+            "clean",
+        ]
+    )
+    val_frames: int = 4
+    val_crop: int = 0  # 0 = full frames; else centre crops of this size (faster)
+    # loss
+    alpha: float = 0.8
+    beta: float = 0.2
+    fft_weight: float = 0.0
+    edge_weight: float = 0.0
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    amp: bool = True  # used on CUDA only
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    # bookkeeping
+    out_dir: str = "runs"
+    checkpoint_every: int = 100  # steps between mid-epoch checkpoints (resume points)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        if self.alpha < 0 or self.beta < 0 or self.alpha + self.beta <= 0:
+            raise ConfigError(
+                f"alpha and beta must be >= 0 with a positive sum, got {self.alpha}, {self.beta}"
+            )
+        if self.beta > 0 and self.teacher in ("", "none"):
+            raise ConfigError(
+                "beta > 0 needs a teacher (teacher=maxim-deblur, onnx:PATH or restormer:PATH), or set beta=0"
+            )
+        if self.fresh_degradations and self.teacher not in ("", "none"):
+            raise ConfigError(
+                "fresh_degradations=true would defeat the teacher cache; use it only with teacher=none"
+            )
+        for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        from kd_trainer.degrade import PRESETS
+        from kd_trainer.models.student import STUDENTS
+
+        if self.model not in STUDENTS:
+            raise ConfigError(f"unknown model {self.model!r}; registered: {', '.join(STUDENTS)}")
+        unknown = [p for p in self.val_presets if p not in PRESETS]
+        if unknown:
+            raise ConfigError(f"unknown val_presets {unknown}; known: {', '.join(PRESETS)}")
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check/convert ``value`` to the declared type of ``key``."""
+    hint = _HINTS[key]
+    origin = typing.get_origin(hint)
+    if origin in (list, typing.List):  # noqa: UP006
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        return value
+    if isinstance(origin, type) and origin is types.UnionType:  # pragma: no cover - not used
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"unsupported type for {key}: {hint}")  # pragma: no cover
+
+
+def make_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Build a validated config from a mapping plus ``key=value`` override strings."""
+    merged: dict[str, Any] = dict(data or {})
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value")
+        merged[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(known))}")
+    cfg = TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config file (optional) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping of key: value, got {type(loaded).__name__}")
+        data = loaded or {}
+    try:
+        return make_config(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None

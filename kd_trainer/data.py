@@ -1,0 +1,222 @@
+"""Training and validation data.
+
+Sources: folders of sharp photos (degraded on the fly by seeded presets) and the seed's paired layout
+``Blur2Sharp/{blur_Image,sharp_Image}/NAME``. Training samples form a *bank*: sample ``i`` of an epoch is a
+deterministic function of (seed, i[, epoch]) -- a random crop, flip/rotation and degradation -- so teacher
+outputs can be computed once and cached, and a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from kd_trainer.degrade import degrade, sample_train_preset
+from kd_trainer.io import ImageReadError, list_images, read_image
+
+
+class DataError(ValueError):
+    """A dataset folder is missing, empty, or its files do not match up."""
+
+
+def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
+    """(blurred, sharp) pairs of a ``Blur2Sharp`` folder; every name must exist on both sides."""
+    root = Path(root)
+    blur_dir, sharp_dir = root / "blur_Image", root / "sharp_Image"
+    for d in (blur_dir, sharp_dir):
+        if not d.is_dir():
+            raise DataError(
+                f"paired dataset {root} needs sub-folders blur_Image/ and sharp_Image/; missing {d}"
+            )
+    blur = {p.name: p for p in list_images(blur_dir)}
+    sharp = {p.name: p for p in list_images(sharp_dir)}
+    only_blur, only_sharp = sorted(set(blur) - set(sharp)), sorted(set(sharp) - set(blur))
+    if only_blur or only_sharp:
+        raise DataError(
+            f"paired dataset {root}: names must match in both folders; "
+            f"only in blur_Image: {only_blur[:5]}{'...' if len(only_blur) > 5 else ''}, "
+            f"only in sharp_Image: {only_sharp[:5]}{'...' if len(only_sharp) > 5 else ''}"
+        )
+    if not blur:
+        raise DataError(f"paired dataset {root} has no images")
+    return [(blur[n], sharp[n]) for n in sorted(blur)]
+
+
+def find_photos(folder: str | Path) -> list[Path]:
+    """Image files of a sharp-photo folder (non-empty)."""
+    try:
+        photos = list_images(folder)
+    except FileNotFoundError:
+        raise DataError(
+            f"photo folder not found: {folder} (run `kd-data photos` to fetch the offline pool)"
+        ) from None
+    if not photos:
+        raise DataError(f"no images (.png/.jpg/...) in {folder}")
+    return photos
+
+
+def load_pair(blur_path: Path, sharp_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    blur, sharp = read_image(blur_path), read_image(sharp_path)
+    if blur.shape != sharp.shape:
+        raise DataError(
+            f"pair size mismatch: {blur_path} is {blur.shape[:2]}, {sharp_path} is {sharp.shape[:2]}"
+        )
+    return blur, sharp
+
+
+def _augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip / 90-degree rotation for every image."""
+    k, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+    out = []
+    for img in images:
+        img = np.rot90(img, k)
+        out.append(np.ascontiguousarray(img[:, ::-1] if flip else img))
+    return out
+
+
+def _random_crop(
+    images: list[np.ndarray], size: int, rng: np.random.Generator, name: str
+) -> list[np.ndarray]:
+    h, w = images[0].shape[:2]
+    if h < size or w < size:
+        raise DataError(
+            f"{name} is {w}x{h}, smaller than the training crop {size}; lower crop= or drop the file"
+        )
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return [img[y : y + size, x : x + size] for img in images]
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """3xHxW float in [0,1] -> HxWx3 uint8 (rounded)."""
+    return t.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass
+class Sample:
+    inp: np.ndarray
+    gt: np.ndarray
+    preset: str
+
+
+MEMO_LIMIT_BYTES = 2 << 30
+
+
+class TrainBank(Dataset):
+    """``size`` deterministic training samples from photos and/or pairs; see the module docstring.
+
+    Without ``fresh`` the bank is the same every epoch, so samples are kept in memory (up to 2 GiB), and
+    each epoch adds its own random flip/rotation of (input, ground truth, teacher) on top.
+    """
+
+    def __init__(
+        self,
+        photos: list[Path],
+        pairs: list[tuple[Path, Path]],
+        crop: int,
+        size: int,
+        seed: int = 0,
+        fresh: bool = False,
+        teacher=None,
+    ) -> None:
+        if not photos and not pairs:
+            raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
+        self.photos, self.pairs = photos, pairs
+        self.crop, self.size, self.seed, self.fresh = crop, size, seed, fresh
+        self.teacher = teacher  # a TeacherCache or None
+        self.epoch = 0
+        self._images: dict[Path, np.ndarray] = {}
+        self._memo: dict[int, Sample] | None = (
+            None if fresh or size * crop * crop * 6 > MEMO_LIMIT_BYTES else {}
+        )
+
+    def __len__(self) -> int:
+        return self.size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _image(self, path: Path) -> np.ndarray:
+        if path not in self._images:
+            try:
+                self._images[path] = read_image(path)
+            except ImageReadError as exc:
+                raise DataError(str(exc)) from None
+        return self._images[path]
+
+    def sample(self, index: int) -> Sample:
+        """The degraded crop and its ground truth for sample ``index`` (deterministic)."""
+        if self._memo is not None and index in self._memo:
+            return self._memo[index]
+        sample = self._make_sample(index)
+        if self._memo is not None:
+            self._memo[index] = sample
+        return sample
+
+    def _make_sample(self, index: int) -> Sample:
+        rng = np.random.default_rng([self.seed, index, self.epoch if self.fresh else 0])
+        use_pair = bool(self.pairs) and (not self.photos or rng.random() < 0.5)
+        if use_pair:
+            blur_path, sharp_path = self.pairs[int(rng.integers(len(self.pairs)))]
+            blur, sharp = self._image(blur_path), self._image(sharp_path)
+            if blur.shape != sharp.shape:
+                raise DataError(
+                    f"pair size mismatch: {blur_path} {blur.shape[:2]} vs {sharp_path} {sharp.shape[:2]}"
+                )
+            inp, gt = _augment(_random_crop([blur, sharp], self.crop, rng, str(sharp_path)), rng)
+            return Sample(inp, gt, "paired")
+        path = self.photos[int(rng.integers(len(self.photos)))]
+        (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
+        preset = sample_train_preset(rng)
+        return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.sample(index)
+        images = [s.inp, s.gt] + ([self.teacher(s.inp)] if self.teacher is not None else [])
+        if not self.fresh:  # a new orientation each epoch; the teacher output turns with its input
+            images = _augment(images, np.random.default_rng([self.seed, index, self.epoch, 1]))
+        item = {"inp": to_tensor(images[0]), "gt": to_tensor(images[1])}
+        if self.teacher is not None:
+            item["teacher"] = to_tensor(images[2])
+        return item
+
+    def teacher_inputs(self) -> Iterator[np.ndarray]:
+        """Every input the teacher must see this epoch (for computing the cache up front)."""
+        for i in range(self.size):
+            yield self.sample(i).inp
+
+
+@dataclass
+class ValFrame:
+    name: str
+    preset: str
+    inp: np.ndarray
+    gt: np.ndarray
+
+
+def validation_frames(
+    folder: str | Path, presets: list[str], max_frames: int, crop: int = 0
+) -> list[ValFrame]:
+    """Full-size (or centre-cropped) validation frames, each degraded by every preset (seeded by index)."""
+    frames = []
+    for idx, path in enumerate(find_photos(folder)[:max_frames]):
+        try:
+            gt = read_image(path)
+        except ImageReadError as exc:
+            raise DataError(str(exc)) from None
+        if crop:
+            h, w = gt.shape[:2]
+            c = min(crop, h, w)
+            gt = np.ascontiguousarray(gt[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
+        for preset in presets:
+            frames.append(ValFrame(path.name, preset, degrade(gt, preset, seed=1000 + idx), gt))
+    return frames

@@ -1,0 +1,58 @@
+import pytest
+
+from kd_trainer.config import ConfigError, load_config, make_config
+
+
+def test_defaults_follow_the_seed_loss() -> None:
+    cfg = make_config(overrides=["beta=0"])
+    assert cfg.alpha == 0.8 and cfg.model == "runet-n"
+    assert make_config({"teacher": "maxim-deblur"}).beta == 0.2
+
+
+def test_overrides_are_typed() -> None:
+    cfg = make_config(
+        overrides=["beta=0", "epochs=3", "lr=1e-3", "fresh_degradations=true", "val_presets=call,clean"]
+    )
+    assert cfg.epochs == 3 and cfg.lr == 1e-3 and cfg.fresh_degradations is True
+    assert cfg.val_presets == ["call", "clean"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["epoch=3"], "unknown config keys"),
+        (["epochs=three"], "must be an integer"),
+        (["epochs=2.5"], "must be an integer"),
+        (["lr=fast"], "must be a number"),
+        (["amp=maybe"], "true or false"),
+        (["beta=0.2"], "needs a teacher"),
+        (["beta=0", "model=giant"], "unknown model"),
+        (["beta=0", "val_presets=fog"], "unknown val_presets"),
+        (["beta=0", "batch_size=0"], "batch_size must be >= 1"),
+        (["novalue"], "not key=value"),
+        (["teacher=maxim-deblur", "fresh_degradations=true"], "teacher cache"),
+    ],
+)
+def test_bad_configs_raise_clear_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config(overrides=overrides)
+
+
+def test_yaml_files(tmp_path) -> None:
+    good = tmp_path / "c.yaml"
+    good.write_text("model: runet-p\nbeta: 0\nepochs: 2\n")
+    assert load_config(good, ["epochs=4"]).epochs == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(listy)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("modle: runet-n\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: unknown config keys \['modle'\]"):
+        load_config(typo)

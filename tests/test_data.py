@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
+from kd_trainer.io import ImageReadError, read_image, write_image
+from kd_trainer.losses import DistillLoss, edge_l1, fft_l1
+
+
+def _pairs(root, names_blur, names_sharp, size=(48, 40)):
+    rng = np.random.default_rng(0)
+    for sub, names in (("blur_Image", names_blur), ("sharp_Image", names_sharp)):
+        for n in names:
+            write_image(root / sub / n, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def test_paired_layout_matches_names(tmp_path) -> None:
+    _pairs(tmp_path, ["001.png", "002.png"], ["001.png", "002.png"])
+    pairs = find_pairs(tmp_path)
+    assert [(b.name, s.name) for b, s in pairs] == [("001.png", "001.png"), ("002.png", "002.png")]
+
+
+def test_paired_layout_mismatch_names_the_files(tmp_path) -> None:
+    _pairs(tmp_path, ["001.png", "003.png"], ["001.png", "002.png"])
+    with pytest.raises(
+        DataError, match=r"only in blur_Image: \['003.png'\].*only in sharp_Image: \['002.png'\]"
+    ):
+        find_pairs(tmp_path)
+    with pytest.raises(DataError, match="missing"):
+        find_pairs(tmp_path / "nowhere")
+
+
+def test_paired_size_mismatch_is_reported(tmp_path) -> None:
+    _pairs(tmp_path, ["001.png"], [])
+    _pairs(tmp_path, [], ["001.png"], size=(40, 40))
+    bank = TrainBank([], find_pairs(tmp_path), crop=32, size=2)
+    with pytest.raises(DataError, match="pair size mismatch"):
+        bank[0]
+
+
+def test_unreadable_images_name_the_file(tmp_path) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(ImageReadError, match="empty.png"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(ImageReadError, match="junk.jpg"):
+        read_image(tmp_path / "junk.jpg")
+    bank = TrainBank([tmp_path / "junk.jpg"], [], crop=16, size=1)
+    with pytest.raises(DataError, match="junk.jpg"):
+        bank[0]
+    with pytest.raises(DataError, match="no images"):
+        find_photos(tmp_path / "sub") if (tmp_path / "sub").mkdir() is None else None
+
+
+def test_bank_is_deterministic_and_augments_per_epoch(photo_dirs) -> None:
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    a = TrainBank(photos, [], crop=48, size=8, seed=1)
+    b = TrainBank(photos, [], crop=48, size=8, seed=1)
+    for i in range(8):
+        assert np.array_equal(a.sample(i).inp, b.sample(i).inp)
+        assert np.array_equal(a.sample(i).gt, b.sample(i).gt)
+    item = a[0]
+    assert item["inp"].shape == (3, 48, 48) and item["inp"].dtype == torch.float32
+    assert 0.0 <= float(item["inp"].min()) and float(item["inp"].max()) <= 1.0
+    per_epoch = []
+    for epoch in range(4):
+        a.set_epoch(epoch)
+        per_epoch.append(a[3]["gt"])
+    assert any(not torch.equal(per_epoch[0], t) for t in per_epoch[1:])  # new orientation per epoch
+    c = TrainBank(photos, [], crop=48, size=8, seed=2)
+    assert not all(np.array_equal(a.sample(i).gt, c.sample(i).gt) for i in range(8))
+
+
+def test_crop_larger_than_photo_is_explained(photo_dirs) -> None:
+    train, _ = photo_dirs
+    with pytest.raises(DataError, match="smaller than the training crop"):
+        TrainBank(find_photos(train), [], crop=512, size=1).sample(0)
+
+
+def test_validation_frames_cover_every_preset(photo_dirs) -> None:
+    _, val = photo_dirs
+    frames = validation_frames(val, ["gauss1.5", "clean"], max_frames=5)
+    assert [f.preset for f in frames] == ["gauss1.5", "clean"]
+    assert frames[0].inp.shape == frames[0].gt.shape == (96, 160, 3)
+    assert np.array_equal(frames[1].inp, frames[1].gt)
+
+
+def test_loss_terms_are_reported_separately() -> None:
+    s, gt, t = torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
+    total, terms = DistillLoss(0.8, 0.2)(s, gt, t)
+    assert terms["l1_gt"] == pytest.approx(1.0) and terms["l1_teacher"] == pytest.approx(0.5)
+    assert float(total) == pytest.approx(0.8 * 1.0 + 0.2 * 0.5)
+    total, terms = DistillLoss(1.0, 0.0, fft_weight=0.1, edge_weight=0.1)(s, gt)
+    assert set(terms) == {"loss", "l1_gt", "fft", "edge"}
+    with pytest.raises(ValueError, match="no teacher output"):
+        DistillLoss(0.8, 0.2)(s, gt)
+    with pytest.raises(ValueError, match="teacher output shape"):
+        DistillLoss(0.8, 0.2)(s, gt, torch.zeros(1, 3, 4, 4))
+
+
+def test_fft_and_edge_losses_are_zero_only_for_equal_images() -> None:
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    stripes = flat.clone()
+    stripes[..., ::2] += 0.1
+    stripes[..., 1::2] -= 0.1
+    assert float(edge_l1(stripes, flat)) > 0.1 and float(fft_l1(stripes, flat)) > 1e-3
+    assert float(edge_l1(flat, flat)) == 0.0 and float(fft_l1(flat, flat)) == 0.0

@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from kd_trainer.cli import export_main
+from kd_trainer.export import export_onnx, read_onnx_metadata
+from kd_trainer.models.student import save_checkpoint
+from tests.helpers import perturbed_student
+
+
+def test_float_export_static_shape_metadata_and_parity(tmp_path) -> None:
+    model = perturbed_student("runet-n")
+    result = export_onnx(model, tmp_path / "s.onnx", height=72, width=100, batch=2, name="runet-n")
+    assert result.max_abs_error < 1e-5
+    proto = onnx.load(str(result.path))
+    assert proto.opset_import[0].version >= 17
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 3, 72, 100]  # static
+    meta = read_onnx_metadata(result.path)
+    assert (
+        meta["io"] == "float32_nchw"
+        and meta["color"] == "rgb"
+        and json.loads(meta["config"])["widths"] == [16, 32]
+    )
+    x = np.random.default_rng(0).random((2, 3, 72, 100), dtype=np.float32)
+    (y,) = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).clamp(0, 1).numpy()
+    assert np.abs(y - ref).max() < 1e-5
+
+
+def test_uint8_nhwc_export_rounds_like_torch(tmp_path) -> None:
+    model = perturbed_student("runet-p")
+    result = export_onnx(model, tmp_path / "u8.onnx", height=40, width=64, uint8_io=True)
+    assert result.io == "uint8_nhwc" and result.max_abs_error <= 1.0
+    frame = np.random.default_rng(1).integers(0, 256, (1, 40, 64, 3), dtype=np.uint8)
+    (y,) = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(
+        None, {"frames": frame}
+    )
+    assert y.dtype == np.uint8 and y.shape == frame.shape
+    ops = [n.op_type for n in onnx.load(str(result.path)).graph.node]
+    assert "Round" in ops and ops[-1] in ("Cast", "Transpose")
+
+
+def test_export_refuses_bad_arguments_and_leaves_nothing(tmp_path) -> None:
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(perturbed_student(), tmp_path / "x.onnx", opset=13)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_cli(tmp_path, capsys) -> None:
+    ckpt = save_checkpoint(
+        tmp_path / "s.pt", perturbed_student("runet-p"), name="runet-p", metrics={"call": 1}
+    )
+    assert export_main([str(ckpt), "-o", str(tmp_path / "s.onnx"), "--height", "48", "--width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "max abs error" in out and "onnx.checker ok" in out
+    assert read_onnx_metadata(tmp_path / "s.onnx")["student"] == "runet-p"
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert export_main([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "b.onnx")]) == 2
+    assert "corrupt" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()

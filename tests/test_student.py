@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from kd_trainer.models.student import (
+    STUDENTS,
+    CheckpointError,
+    StudentConfig,
+    build_student,
+    count_macs,
+    load_student,
+    save_checkpoint,
+)
+from tests.helpers import perturbed_student
+
+
+@pytest.mark.parametrize("name", list(STUDENTS))
+def test_fresh_student_is_identity_and_keeps_odd_shapes(name: str) -> None:
+    model = build_student(name).eval()
+    x = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.equal(y, x)  # zero-initialised tail: out = x + 0
+
+
+def test_perturbed_student_changes_the_image_but_keeps_shape() -> None:
+    model = perturbed_student("runet-n")
+    x = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and (y - x).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["runet-n", "runet-p", "runet-m"])
+def test_mac_count_matches_torch_flop_counter(name: str) -> None:
+    model = build_student(name)
+    h, w = 64, 96  # a multiple of every student's padding multiple: no padding involved
+    with FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, h, w))
+    assert count_macs(model, h, w) == counter.get_total_flops() // 2
+
+
+def test_fast_students_are_within_their_budget() -> None:
+    assert count_macs(build_student("runet-p")) < 1.0e9
+    assert count_macs(build_student("runet-s")) < 120e9
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    model = perturbed_student("runet-p")
+    path = save_checkpoint(tmp_path / "s.pt", model, name="runet-p", metrics={"psnr": 1.0})
+    loaded, ckpt = load_student(path)
+    assert ckpt["name"] == "runet-p" and ckpt["metrics"] == {"psnr": 1.0}
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_checkpoint_errors_name_the_problem(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_student(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_student(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not an image-sharpening-kd student checkpoint"):
+        load_student(other)
+    good = save_checkpoint(tmp_path / "n.pt", build_student("runet-n"))
+    with pytest.raises(CheckpointError, match="was expected"):
+        load_student(good, expect=STUDENTS["runet-p"])
+
+
+def test_checkpoint_with_weights_of_another_architecture_fails(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "n.pt", build_student("runet-n"))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"] = STUDENTS["runet-p"].to_dict()
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        load_student(path)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        StudentConfig(unshuffle=0)
+    with pytest.raises(ValueError):
+        StudentConfig(widths=(8, 16), blocks=(1,))
+    with pytest.raises(ValueError, match="unknown student config keys"):
+        StudentConfig.from_dict({"unshuffle": 2, "widths": [8], "blocks": [1], "depth": 3})
+    with pytest.raises(KeyError, match="registered"):
+        build_student("runet-xl")

@@ -1,0 +1,127 @@
+"""End to end: distil a few steps, export, check onnxruntime parity; resume after a kill."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from kd_trainer.cli import export_main, train_main
+from kd_trainer.models.student import load_student, read_checkpoint
+from tests.test_teachers import _affine_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(photo_dirs, out: Path, name: str, *extra: str) -> list[str]:
+    train, val = photo_dirs
+    return [
+        f"train_dir={train}",
+        f"val_dir={val}",
+        f"out_dir={out}",
+        f"name={name}",
+        "model=runet-p",
+        "crop=64",
+        "batch_size=8",
+        "warmup_steps=2",
+        "val_presets=gauss1.5,clean",
+        "threads=1",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _log_steps(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
+    teacher = tmp_path / "teacher.onnx"
+    _affine_onnx(teacher)
+    args = _args(
+        photo_dirs, tmp_path, "kd", "samples_per_epoch=80", "epochs=2", f"teacher=onnx:{teacher}", "beta=0.2"
+    )
+    assert train_main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 reused, 80 computed" in out
+    run = tmp_path / "kd"
+    rows = _log_steps(run)
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    assert all(float(r["l1_teacher"]) > 0 for r in rows)
+    model, ckpt = load_student(run / "student.pt")
+    assert ckpt["train_config"]["teacher"] == f"onnx:{teacher}" and "gauss1.5" in ckpt["metrics"]
+    assert (run / "val.jsonl").read_text().count("\n") == 2
+
+    # the teacher runs once per sample, ever: a second run over the same bank reuses every output
+    assert (
+        train_main(
+            _args(photo_dirs, tmp_path, "kd2", "samples_per_epoch=80", "epochs=1", f"teacher=onnx:{teacher}")
+        )
+        == 0
+    )
+    assert "80 reused, 0 computed" in capsys.readouterr().out
+
+    onnx_path = tmp_path / "student.onnx"
+    assert (
+        export_main([str(run / "student.pt"), "-o", str(onnx_path), "--height", "64", "--width", "96"]) == 0
+    )
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    (y,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).clamp(0, 1).numpy()
+    assert np.abs(y - ref).max() < 1e-5
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(photo_dirs, tmp_path, capsys) -> None:
+    assert train_main(_args(photo_dirs, tmp_path, "r", "samples_per_epoch=16", "epochs=1", "beta=0")) == 0
+    assert train_main(_args(photo_dirs, tmp_path, "r", "samples_per_epoch=16", "epochs=1", "beta=0")) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_main(_args(photo_dirs, tmp_path, "none", "beta=0", "--resume")) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert (
+        train_main(
+            _args(
+                photo_dirs, tmp_path, "r", "samples_per_epoch=16", "epochs=2", "beta=0", "seed=5", "--resume"
+            )
+        )
+        == 2
+    )
+    assert "seed=5" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_resume_after_kill_continues_the_same_loss_curve(photo_dirs, tmp_path) -> None:
+    common = ("samples_per_epoch=240", "epochs=2", "beta=0", "checkpoint_every=4", "crop=48")
+    # reference: an uninterrupted run
+    assert train_main(_args(photo_dirs, tmp_path, "ref", *common)) == 0
+    reference = {int(r["step"]): float(r["loss"]) for r in _log_steps(tmp_path / "ref")}
+
+    code = f"import sys; from kd_trainer.cli import train_main; sys.exit(train_main({_args(photo_dirs, tmp_path, 'victim', *common)!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = tmp_path / "victim" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and read_checkpoint(last)["train"]["step"] >= 12):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = read_checkpoint(last)["train"]["step"]
+    assert 12 <= killed_at < 60, "the run finished before it could be killed"
+
+    assert train_main(_args(photo_dirs, tmp_path, "victim", *common, "--resume")) == 0
+    rows = _log_steps(tmp_path / "victim")
+    assert [int(r["step"]) for r in rows] == list(range(1, 61))  # no gap, no duplicate
+    resumed = {int(r["step"]): float(r["loss"]) for r in rows}
+    np.testing.assert_allclose(
+        [resumed[s] for s in range(1, 61)], [reference[s] for s in range(1, 61)], rtol=1e-5
+    )
+    assert read_checkpoint(tmp_path / "victim" / "student.pt")["train"]["total_steps"] == 60
