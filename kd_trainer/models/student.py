@@ -97,7 +97,7 @@ class ResidualUNet(nn.Module):
         w, u = config.widths, config.unshuffle
         self.stem = nn.Conv2d(3, w[0], u, stride=u) if u > 1 else nn.Conv2d(3, w[0], 3, padding=1)
         self.encoders = nn.ModuleList(
-            nn.Sequential(*[ResBlock(c) for c in [wi] * b]) for wi, b in zip(w, config.blocks)
+            nn.Sequential(*[ResBlock(wi) for _ in range(b)]) for wi, b in zip(w, config.blocks, strict=True)
         )
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
