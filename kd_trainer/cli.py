@@ -25,7 +25,7 @@ def list_models() -> str:
         model = build_student(name)
         lines.append(
             f"{name:<12} {count_params(model):>10,} {count_macs(model) / 1e9:>11.2f} {f'/{cfg.unshuffle}':>5}  "
-            f"{str(list(cfg.widths)):<16} {str(list(cfg.blocks)):<12} {cfg.description}"
+            f"{str(list(cfg.widths)):<16} {str(list(cfg.blocks)):<12} {cfg.detail or '-':>6}  {cfg.description}"
         )
     return "\n".join(lines)
 

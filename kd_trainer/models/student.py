@@ -4,6 +4,9 @@ Every student computes ``out = x + f(x)`` on RGB images in [0, 1]. ``f`` starts 
 (a ``k=s, stride=s`` convolution, the same as pixel-unshuffle followed by a 1x1 conv, but one cheap op in
 ONNX), runs a small UNet at low resolution and ends with the matching depth-to-space tail (a transposed
 convolution). Stem, downsampling and tail are linear; activations live inside residual branches.
+Students with a coarse stem add an optional full-resolution linear "detail" convolution (3 -> 3 channels),
+which learns an unsharp-mask-like filter that the low-resolution path cannot express per pixel; both the
+tail and the detail conv start at zero, so a fresh student is the identity.
 Inputs of any size are reflect-padded to the network's multiple and cropped back.
 """
 
@@ -29,6 +32,7 @@ class StudentConfig:
     unshuffle: int = 2
     widths: tuple[int, ...] = (32, 64, 128)
     blocks: tuple[int, ...] = (2, 2, 2)
+    detail: int = 0  # kernel size of a full-resolution linear 3->3 "detail" conv added to the output (0 = none)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +42,8 @@ class StudentConfig:
             raise ValueError(f"widths {self.widths} and blocks {self.blocks} need the same non-zero length")
         if any(w < 1 for w in self.widths) or any(b < 0 for b in self.blocks):
             raise ValueError(f"widths must be >= 1 and blocks >= 0: {self.widths}, {self.blocks}")
+        if self.detail < 0 or (self.detail and self.detail % 2 == 0):
+            raise ValueError(f"detail must be 0 or an odd kernel size, got {self.detail}")
 
     @property
     def multiple(self) -> int:
@@ -45,26 +51,32 @@ class StudentConfig:
         return self.unshuffle * 2 ** (len(self.widths) - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"unshuffle": self.unshuffle, "widths": list(self.widths), "blocks": list(self.blocks)}
+        return {
+            "unshuffle": self.unshuffle,
+            "widths": list(self.widths),
+            "blocks": list(self.blocks),
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
-        unknown = set(data) - {"unshuffle", "widths", "blocks", "description"}
+        unknown = set(data) - {"unshuffle", "widths", "blocks", "detail", "description"}
         if unknown:
             raise ValueError(f"unknown student config keys: {sorted(unknown)}")
         return cls(
             unshuffle=int(data["unshuffle"]),
             widths=tuple(int(w) for w in data["widths"]),
             blocks=tuple(int(b) for b in data["blocks"]),
+            detail=int(data.get("detail", 0)),
         )
 
 
 STUDENTS: dict[str, StudentConfig] = {
-    "runet-seed": StudentConfig(1, (32, 64, 128, 256), (2, 2, 2, 2), "shaped like the seed: full-res stem"),
-    "runet-s": StudentConfig(2, (32, 64, 128), (2, 2, 2), "quality student for GPUs"),
-    "runet-m": StudentConfig(2, (16, 48, 96), (1, 2, 2), "mid-size: CPU-trainable quality student"),
-    "runet-n": StudentConfig(4, (16, 32), (1, 1), "fast student for CPUs"),
-    "runet-p": StudentConfig(4, (8, 16, 32), (1, 1, 1), "pico: smallest, fastest"),
+    "runet-seed": StudentConfig(1, (32, 64, 128, 256), (2, 2, 2, 2), description="shaped like the seed: full-res stem"),
+    "runet-s": StudentConfig(2, (32, 64, 128), (2, 2, 2), description="quality student for GPUs"),
+    "runet-m": StudentConfig(2, (16, 48, 96), (1, 2, 2), description="mid-size: CPU-trainable quality student"),
+    "runet-n": StudentConfig(4, (16, 32), (1, 1), detail=3, description="fast student for CPUs"),
+    "runet-p": StudentConfig(4, (8, 16, 32), (1, 1, 1), detail=3, description="pico: smallest, fastest"),
 }
 
 
@@ -107,6 +119,10 @@ class ResidualUNet(nn.Module):
         self.tail = nn.ConvTranspose2d(w[0], 3, u, stride=u) if u > 1 else nn.Conv2d(w[0], 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        self.detail = nn.Conv2d(3, 3, config.detail, padding=config.detail // 2) if config.detail else None
+        if self.detail is not None:
+            nn.init.zeros_(self.detail.weight)
+            nn.init.zeros_(self.detail.bias)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
@@ -119,7 +135,8 @@ class ResidualUNet(nn.Module):
                 h = self.downs[i](h)
         for i in reversed(range(len(self.ups))):
             h = self.decoders[i](self.ups[i](h) + skips[i])
-        return self.tail(h)
+        out = self.tail(h)
+        return out + self.detail(x) if self.detail is not None else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, height, width = x.shape
