@@ -30,6 +30,7 @@ class TrainConfig:
     val_dir: str = ""  # folder of sharp validation frames ("" = the fetched pool's val split)
     crop: int = 128
     samples_per_epoch: int = 512
+    teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
     fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
     val_presets: list[str] = field(
         default_factory=lambda: [
@@ -87,6 +88,8 @@ class TrainConfig:
             raise ConfigError(
                 "fresh_degradations=true would defeat the teacher cache; use it only with teacher=none"
             )
+        if self.teacher_samples < 0:
+            raise ConfigError(f"teacher_samples must be >= 0, got {self.teacher_samples}")
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

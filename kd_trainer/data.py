@@ -127,12 +127,15 @@ class TrainBank(Dataset):
         seed: int = 0,
         fresh: bool = False,
         teacher=None,
+        teacher_count: int = 0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
         self.photos, self.pairs = photos, pairs
         self.crop, self.size, self.seed, self.fresh = crop, size, seed, fresh
         self.teacher = teacher  # a TeacherCache or None
+        # samples [0, teacher_count) carry a teacher output; 0 means all of them
+        self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -181,17 +184,19 @@ class TrainBank(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
-        images = [s.inp, s.gt] + ([self.teacher(s.inp)] if self.teacher is not None else [])
+        has_teacher = self.teacher is not None and index < self.teacher_count
+        images = [s.inp, s.gt] + ([self.teacher(s.inp)] if has_teacher else [])
         if not self.fresh:  # a new orientation each epoch; the teacher output turns with its input
             images = _augment(images, np.random.default_rng([self.seed, index, self.epoch, 1]))
         item = {"inp": to_tensor(images[0]), "gt": to_tensor(images[1])}
-        if self.teacher is not None:
-            item["teacher"] = to_tensor(images[2])
+        if self.teacher is not None:  # samples without a teacher output are masked out of the KD term
+            item["teacher"] = to_tensor(images[2]) if has_teacher else item["gt"]
+            item["has_teacher"] = torch.tensor(float(has_teacher))
         return item
 
     def teacher_inputs(self) -> Iterator[np.ndarray]:
-        """Every input the teacher must see this epoch (for computing the cache up front)."""
-        for i in range(self.size):
+        """Every input the teacher must see (for computing the cache up front)."""
+        for i in range(self.teacher_count):
             yield self.sample(i).inp
 
 

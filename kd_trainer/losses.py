@@ -30,8 +30,13 @@ class DistillLoss(nn.Module):
         self.alpha, self.beta, self.fft_weight, self.edge_weight = alpha, beta, fft_weight, edge_weight
 
     def forward(
-        self, student: torch.Tensor, gt: torch.Tensor, teacher: torch.Tensor | None = None
+        self,
+        student: torch.Tensor,
+        gt: torch.Tensor,
+        teacher: torch.Tensor | None = None,
+        teacher_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its terms; ``teacher_mask`` (B,) selects the samples that have a teacher output."""
         terms: dict[str, torch.Tensor] = {"l1_gt": F.l1_loss(student, gt)}
         total = self.alpha * terms["l1_gt"]
         if self.beta > 0:
@@ -41,7 +46,11 @@ class DistillLoss(nn.Module):
                 raise ValueError(
                     f"teacher output shape {tuple(teacher.shape)} != student {tuple(student.shape)}"
                 )
-            terms["l1_teacher"] = F.l1_loss(student, teacher)
+            if teacher_mask is None:
+                terms["l1_teacher"] = F.l1_loss(student, teacher)
+            else:
+                per_sample = (student - teacher).abs().flatten(1).mean(1)
+                terms["l1_teacher"] = (per_sample * teacher_mask).sum() / teacher_mask.sum().clamp(min=1.0)
             total = total + self.beta * terms["l1_teacher"]
         if self.fft_weight > 0:
             terms["fft"] = fft_l1(student, gt)

@@ -116,7 +116,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if resume:
         ckpt = read_checkpoint(last_path)
         saved = ckpt.get("train_config", {})
-        for key in ("model", "teacher", "crop", "samples_per_epoch", "batch_size", "seed", "alpha", "beta"):
+        keys = (
+            "model",
+            "teacher",
+            "teacher_samples",
+            "crop",
+            "samples_per_epoch",
+            "batch_size",
+            "seed",
+            "alpha",
+            "beta",
+        )
+        for key in keys:
             if saved.get(key) != getattr(cfg, key):
                 raise ConfigError(
                     f"--resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's {saved.get(key)!r} in "
@@ -188,9 +199,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                     g["lr"] = cfg.lr * lr_factor(state["step"], cfg.warmup_steps, total_steps)
                 inp, gt = batch["inp"].to(device), batch["gt"].to(device)
                 tch = batch["teacher"].to(device) if "teacher" in batch else None
+                tmask = batch["has_teacher"].to(device) if "has_teacher" in batch else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = model(inp)
-                loss, terms = loss_fn(out.float(), gt, tch)
+                loss, terms = loss_fn(out.float(), gt, tch, tmask)
                 if not math.isfinite(terms["loss"]):
                     raise FloatingPointError(
                         f"loss became {terms['loss']} at step {state['step']}; lower lr="

@@ -106,3 +106,29 @@ def test_fft_and_edge_losses_are_zero_only_for_equal_images() -> None:
     stripes[..., 1::2] -= 0.1
     assert float(edge_l1(stripes, flat)) > 0.1 and float(fft_l1(stripes, flat)) > 1e-3
     assert float(edge_l1(flat, flat)) == 0.0 and float(fft_l1(flat, flat)) == 0.0
+
+
+def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
+    from kd_trainer.models.teachers import Teacher, TeacherCache
+
+    class Invert(Teacher):
+        key = "invert"
+
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            return 255 - rgb
+
+    train, _ = photo_dirs
+    cache = TeacherCache(Invert())
+    bank = TrainBank(find_photos(train), [], crop=32, size=4, teacher=cache, teacher_count=2)
+    assert len(list(bank.teacher_inputs())) == 2
+    items = [bank[i] for i in range(4)]
+    assert [float(it["has_teacher"]) for it in items] == [1.0, 1.0, 0.0, 0.0]
+    assert torch.allclose(items[0]["teacher"], 1 - items[0]["inp"], atol=1e-6)
+    assert torch.equal(items[3]["teacher"], items[3]["gt"])
+
+    student = torch.stack([it["inp"] for it in items])
+    teacher = torch.stack([it["teacher"] for it in items])
+    mask = torch.stack([it["has_teacher"] for it in items])
+    _, terms = DistillLoss(0.8, 0.2)(student, torch.stack([it["gt"] for it in items]), teacher, mask)
+    expected = (student[:2] - teacher[:2]).abs().mean()
+    assert terms["l1_teacher"] == pytest.approx(float(expected), rel=1e-5)
