@@ -1,4 +1,4 @@
-"""Console scripts: ``kd-train``, ``kd-export`` and ``kd-data``."""
+"""Console scripts ``kd-train`` and ``kd-export`` (``kd-data`` lives in :mod:`kd_trainer.fetch`)."""
 
 from __future__ import annotations
 
@@ -106,9 +106,3 @@ def export_main(argv: list[str] | None = None) -> int:
         f"onnxruntime vs torch max abs error {result.max_abs_error:.3g} {unit}"
     )
     return 0
-
-
-def data_main(argv: list[str] | None = None) -> int:
-    from kd_trainer.fetch import main
-
-    return main(argv)
