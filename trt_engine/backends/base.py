@@ -1,0 +1,130 @@
+"""The one small interface every runtime implements, plus shared uint8 <-> float conversions.
+
+A backend runs *model-ready* batches: ``uint8`` arrays shaped ``N x H x W x 3`` whose size the model accepts
+(the :class:`~trt_engine.Sharpener` validates, pads, crops and batches frames before calling it). The backend
+owns the channel order swap (``swap_rb``), because each runtime can do it for free in a different place
+(OpenCV split/merge order on the host, a flip on the GPU). ``run`` returns a *new* array that no later call
+overwrites.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+IO_KINDS = ("float32_nchw", "uint8_nhwc")
+
+
+@dataclass
+class BackendInfo:
+    """What a loaded model is and how it runs (``Sharpener.info`` exposes it as a dict)."""
+
+    backend: str
+    path: str
+    device: str
+    precision: str
+    io: str
+    batch: int | None
+    height: int | None
+    width: int | None
+    multiple: int = 1
+    color: str = "rgb"
+    providers: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fixed_size(self) -> bool:
+        return self.height is not None and self.width is not None
+
+
+class Backend(ABC):
+    """Runs uint8 NHWC batches through a model. Subclasses: one per runtime."""
+
+    info: BackendInfo
+    swap_rb: bool = False
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """``N x H x W x 3`` uint8 in, a new ``N x H x W x 3`` uint8 array out."""
+
+    def stream(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Run many batches in order; GPU backends override this to overlap copies and compute."""
+        for batch in batches:
+            yield self.run(batch)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release runtime resources; the backend is unusable afterwards."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_threads() -> int:
+    """CPU threads for inference: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_LUT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).reshape(1, 256)
+
+
+def nhwc_u8_to_nchw_f32(
+    batch: np.ndarray, out: np.ndarray | None = None, swap_rb: bool = False
+) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW in [0, 1] (exactly ``x / 255``), optionally swapping R and B.
+
+    Uses OpenCV's split + lookup table per plane (about 4x faster than numpy at 1080p).
+    """
+    import cv2
+
+    n, h, w, _ = batch.shape
+    if out is None or out.shape != (n, 3, h, w) or out.dtype != np.float32:
+        out = np.empty((n, 3, h, w), np.float32)
+    for i in range(n):
+        planes = cv2.split(np.ascontiguousarray(batch[i]))
+        if swap_rb:
+            planes = planes[::-1]
+        for c in range(3):
+            cv2.LUT(planes[c], _LUT, dst=out[i, c])
+    return out
+
+
+def nchw_f32_to_nhwc_u8(x: np.ndarray, swap_rb: bool = False) -> np.ndarray:
+    """float NCHW in [0, 1] -> new uint8 NHWC array: clip, x*255, round half to even (like ``torch.round``)."""
+    import cv2
+
+    n, c, h, w = x.shape
+    if c != 3:
+        raise ValueError(f"model output has {c} channels, expected 3")
+    out = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        planes = []
+        for ch in range(3):
+            plane = np.ascontiguousarray(x[i, ch], dtype=np.float32)
+            # Negative values (and NaN) -> 0; convertScaleAbs then saturates above 255 and rounds to even.
+            plane = cv2.threshold(plane, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
+            planes.append(cv2.convertScaleAbs(plane, alpha=255.0))
+        if swap_rb:
+            planes = planes[::-1]
+        cv2.merge(planes, dst=out[i])
+    return out
+
+
+def swap_rb_batch(batch: np.ndarray) -> np.ndarray:
+    """A new contiguous uint8 NHWC batch with R and B swapped (OpenCV's SIMD colour conversion)."""
+    import cv2
+
+    out = np.empty(batch.shape, np.uint8)
+    for i in range(batch.shape[0]):
+        cv2.cvtColor(np.ascontiguousarray(batch[i]), cv2.COLOR_BGR2RGB, dst=out[i])
+    return out

@@ -1,0 +1,159 @@
+"""onnxruntime backend for ``.onnx`` files: CPU by default, CUDA / TensorRT execution providers on request.
+
+Runs both graph I/O kinds written by ``kd_trainer.export`` (``float32_nchw`` and ``uint8_nhwc``) and any
+image-to-image ONNX with a 3-channel float NCHW or uint8 NHWC input, with fixed or dynamic shapes. For
+float graphs the uint8 <-> float conversion runs on the host with OpenCV (a lookup table and a saturating
+cast), which on a 2-core CPU is about 2x cheaper than the same casts and transposes inside ORT.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_engine.backends.base import (
+    Backend,
+    BackendInfo,
+    default_threads,
+    nchw_f32_to_nhwc_u8,
+    nhwc_u8_to_nchw_f32,
+    swap_rb_batch,
+)
+from trt_engine.errors import BackendUnavailableError, ModelLoadError
+
+META_PREFIX = "kd."
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def kd_metadata(custom: dict[str, str]) -> dict[str, str]:
+    """The ``kd.*`` entries of an ONNX model's metadata, prefix removed."""
+    return {k[len(META_PREFIX) :]: v for k, v in custom.items() if k.startswith(META_PREFIX)}
+
+
+def multiple_from_metadata(meta: dict[str, Any]) -> int:
+    """Height/width multiple the student pads to, from its ``config`` metadata (1 when unknown)."""
+    config = meta.get("config")
+    if not config:
+        return 1
+    try:
+        from kd_trainer.models.student import StudentConfig
+
+        data = json.loads(config) if isinstance(config, str) else config
+        return StudentConfig.from_dict(data).multiple
+    except (ValueError, KeyError, TypeError):
+        return 1
+
+
+def _dim(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class OnnxRuntimeBackend(Backend):
+    """One ``onnxruntime.InferenceSession``; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        swap_rb: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"model not found: {p}")
+        if p.stat().st_size == 0:
+            raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with kd-export")
+        dev = (device or "cpu").lower()
+        if dev not in _PROVIDERS:
+            raise ValueError(
+                f"unknown device {device!r} for an ONNX model; use one of {sorted(_PROVIDERS)} or None"
+            )
+        available = ort.get_available_providers()
+        if _PROVIDERS[dev][0] not in available:
+            raise BackendUnavailableError(
+                f"device {dev!r} needs onnxruntime's {_PROVIDERS[dev][0]}, but this onnxruntime offers "
+                f"{available}; install onnxruntime-gpu, or use device=None (CPU)"
+            )
+        providers = [prov for prov in _PROVIDERS[dev] if prov in available]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads) if threads else default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # No busy-waiting between ops: a call app shares the CPU with capture, encode and the UI, and spinning
+        # threads would steal it (costs ~1 ms per 1080p frame in wake-ups).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(p), options, providers=providers)
+        except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NotImplemented, ...
+            raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
+
+        meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelLoadError(
+                f"{p} has {len(inputs)} inputs and {len(outputs)} outputs; an image model needs exactly one input"
+            )
+        inp, out = inputs[0], outputs[0]
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ModelLoadError(f"{p}: input {inp.name!r} has shape {shape}; expected a 4-D image batch")
+        if inp.type == "tensor(uint8)" and _dim(shape[3]) == 3:
+            io = "uint8_nhwc"
+            batch, height, width = _dim(shape[0]), _dim(shape[1]), _dim(shape[2])
+        elif inp.type == "tensor(float)" and _dim(shape[1]) == 3:
+            io = "float32_nchw"
+            batch, height, width = _dim(shape[0]), _dim(shape[2]), _dim(shape[3])
+        else:
+            raise ModelLoadError(
+                f"{p}: input {inp.name!r} is {inp.type} {shape}; supported are float32 N x 3 x H x W (RGB in "
+                "[0,1]) and uint8 N x H x W x 3"
+            )
+        if meta.get("io") and meta["io"] != io:
+            raise ModelLoadError(f"{p}: metadata says io={meta['io']!r} but the graph input is {io}")
+        self.input_name, self.output_name, self.io = inp.name, out.name, io
+        self.swap_rb = swap_rb
+        self._buffer: np.ndarray | None = None
+        self.info = BackendInfo(
+            backend="onnxruntime",
+            path=str(p),
+            device=dev,
+            precision=meta.get("precision", "fp32"),
+            io=io,
+            batch=batch,
+            height=height,
+            width=width,
+            multiple=multiple_from_metadata(meta),
+            color=meta.get("color", "rgb"),
+            providers=self.session.get_providers(),
+            metadata=meta,
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.io == "uint8_nhwc":
+            feed = swap_rb_batch(batch) if self.swap_rb else np.ascontiguousarray(batch)
+            (result,) = self.session.run([self.output_name], {self.input_name: feed})
+            if result.dtype != np.uint8 or result.ndim != 4 or result.shape[-1] != 3:
+                raise RuntimeError(
+                    f"model returned {result.dtype} {result.shape}; expected uint8 N x H x W x 3"
+                )
+            return swap_rb_batch(result) if self.swap_rb else result
+        self._buffer = nhwc_u8_to_nchw_f32(batch, self._buffer, swap_rb=self.swap_rb)
+        (result,) = self.session.run([self.output_name], {self.input_name: self._buffer})
+        if result.ndim != 4 or result.shape[1] != 3:
+            raise RuntimeError(f"model returned shape {result.shape}; expected N x 3 x H x W")
+        return nchw_f32_to_nhwc_u8(result, swap_rb=self.swap_rb)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+        self._buffer = None

@@ -1,0 +1,163 @@
+"""PyTorch backend for ``.pt`` student checkpoints (``kd_trainer.models.student.load_student``).
+
+CPU runs float32. ``device="cuda"`` runs fp16 with channels_last memory format, takes frames through
+pinned host buffers that are reused across calls, and ``stream`` double-buffers over two CUDA streams so
+that the upload of one batch, the compute of another and the download of a third overlap.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_engine.backends.base import Backend, BackendInfo
+from trt_engine.errors import BackendUnavailableError, ModelLoadError
+
+
+class TorchBackend(Backend):
+    """A student checkpoint run with PyTorch; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        swap_rb: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        from kd_trainer.models.student import load_student
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {p}")
+        if p.stat().st_size == 0:
+            raise ModelLoadError(f"{p} is empty (0 bytes); it is not a student checkpoint")
+        dev = torch.device(device or "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+                "use device=None for CPU"
+            )
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"unsupported device {device!r} for a .pt model; use 'cpu' or 'cuda[:N]'")
+        model, ckpt = load_student(p)  # raises CheckpointError (a ValueError) naming the file
+        self.torch = torch
+        self.device = dev
+        self.cuda = dev.type == "cuda"
+        self.dtype = torch.float16 if self.cuda else torch.float32
+        if self.cuda:
+            model = model.to(dev, dtype=self.dtype, memory_format=torch.channels_last)
+        self.model = model.eval()
+        self.swap_rb = swap_rb
+        self._threads = threads
+        self._pinned: dict[tuple[int, tuple[int, ...]], tuple[Any, Any]] = {}
+        self._streams = [torch.cuda.Stream(dev), torch.cuda.Stream(dev)] if self.cuda else []
+        meta = {"student": ckpt.get("name", ""), "config": model.config.to_dict()}
+        if ckpt.get("metrics"):
+            meta["metrics"] = ckpt["metrics"]
+        self.info = BackendInfo(
+            backend="torch",
+            path=str(p),
+            device=str(dev),
+            precision="fp16" if self.cuda else "fp32",
+            io="float32_nchw",
+            batch=None,
+            height=None,
+            width=None,
+            multiple=model.config.multiple,
+            color="rgb",
+            providers=[f"torch {torch.__version__}"],
+            metadata=meta,
+        )
+
+    def _forward(self, frames: Any) -> Any:
+        """uint8 NHWC tensor on the model's device -> uint8 NHWC tensor on the same device."""
+        torch = self.torch
+        x = frames.permute(0, 3, 1, 2)
+        if self.swap_rb:
+            x = x.flip(1)
+        x = x.to(self.dtype) / 255.0
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.model(x).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+        if self.swap_rb:
+            y = y.flip(1)
+        return y.permute(0, 2, 3, 1).contiguous()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        if not self.cuda:
+            with torch.inference_mode(), _threads(torch, self._threads):
+                return self._forward(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+        host_in, host_out = self._pinned_pair(-1, batch.shape)
+        stream = self._streams[0]
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            host_in.numpy()[...] = batch
+            dev_in = host_in.to(self.device, non_blocking=True)
+            host_out.copy_(self._forward(dev_in), non_blocking=True)
+        stream.synchronize()
+        return host_out.numpy().copy()
+
+    def stream(self, batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        if not self.cuda:
+            yield from super().stream(batches)
+            return
+        torch = self.torch
+        pending: deque[tuple[Any, Any]] = deque()
+        for i, batch in enumerate(batches):
+            slot = i % 2
+            if len(pending) == 2:  # the slot about to be reused holds the oldest batch: finish it first
+                event, host_out = pending.popleft()
+                event.synchronize()
+                yield host_out.numpy().copy()
+            host_in, host_out = self._pinned_pair(slot, batch.shape)
+            stream = self._streams[slot]
+            with torch.inference_mode(), torch.cuda.stream(stream):
+                host_in.numpy()[...] = batch
+                dev_in = host_in.to(self.device, non_blocking=True)
+                host_out.copy_(self._forward(dev_in), non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(stream)
+            pending.append((event, host_out))
+        while pending:
+            event, host_out = pending.popleft()
+            event.synchronize()
+            yield host_out.numpy().copy()
+
+    def _pinned_pair(self, slot: int, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        key = (slot, tuple(shape))
+        if key not in self._pinned:
+            torch = self.torch
+            for old in [k for k in self._pinned if k[0] == slot]:
+                del self._pinned[old]
+            self._pinned[key] = (
+                torch.empty(shape, dtype=torch.uint8, pin_memory=True),
+                torch.empty(shape, dtype=torch.uint8, pin_memory=True),
+            )
+        return self._pinned[key]
+
+    def close(self) -> None:
+        self._pinned.clear()
+        self._streams = []
+        self.model = None  # type: ignore[assignment]
+
+
+class _threads:
+    """Temporarily set torch's intra-op thread count (None: leave it)."""
+
+    def __init__(self, torch: Any, n: int | None) -> None:
+        self.torch, self.n, self.old = torch, n, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.old = self.torch.get_num_threads()
+            self.torch.set_num_threads(int(self.n))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            self.torch.set_num_threads(self.old)
