@@ -169,18 +169,47 @@ def test_uint8_io_wrapper_matches_float_graph(student, photos, tmp_path):
         assert np.abs(out.astype(int) - torch_reference(student.model, frame)).max() <= 1
 
 
+def _transpose_first_uint8_onnx(model, path):
+    """A uint8 NHWC graph that transposes before casting (as other exporters write it)."""
+    import torch
+
+    class TransposeFirst(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            x = frames.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+            y = torch.round(self.model(x).clamp(0.0, 1.0) * 255.0)
+            return y.permute(0, 2, 3, 1).to(torch.uint8)
+
+    sample = torch.zeros(1, 64, 96, 3, dtype=torch.uint8)
+    program = torch.onnx.export(
+        TransposeFirst(),
+        (sample,),
+        input_names=["frames"],
+        output_names=["frames_out"],
+        opset_version=18,
+        dynamo=True,
+    )
+    onnx.save(program.model_proto, str(path))
+    return path
+
+
 def test_tensorrt_friendly_uint8_is_exact(student, photos, tmp_path):
-    original = load_onnx(student.onnx_uint8)
-    assert original.graph.node[0].op_type == "Transpose"  # kd_trainer.export transposes the uint8 input first
+    assert load_onnx(student.onnx_uint8).graph.node[0].op_type == "Cast"  # kd_trainer.export casts first
+    source = _transpose_first_uint8_onnx(student.model, tmp_path / "transpose_first.onnx")
+    original = load_onnx(source)
+    assert original.graph.node[0].op_type == "Transpose"
     fixed = tensorrt_friendly_uint8(original)
     ops = [n.op_type for n in fixed.graph.node]
     assert ops[:2] == ["Cast", "Transpose"] and ops[-1] == "Cast"
     path = tmp_path / "fixed.onnx"
     onnx.save(fixed, str(path))
     inputs, _ = photos
+    inputs = [np.ascontiguousarray(f[:64, :96]) for f in inputs]
     assert all(
-        np.array_equal(a, b)
-        for a, b in zip(_outputs(path, inputs), _outputs(student.onnx_uint8, inputs), strict=True)
+        np.array_equal(a, b) for a, b in zip(_outputs(path, inputs), _outputs(source, inputs), strict=True)
     )
 
 
