@@ -32,7 +32,9 @@ class StudentConfig:
     unshuffle: int = 2
     widths: tuple[int, ...] = (32, 64, 128)
     blocks: tuple[int, ...] = (2, 2, 2)
-    detail: int = 0  # kernel size of a full-resolution linear 3->3 "detail" conv added to the output (0 = none)
+    detail: int = (
+        0  # kernel size of a full-resolution linear 3->3 "detail" conv added to the output (0 = none)
+    )
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +74,13 @@ class StudentConfig:
 
 
 STUDENTS: dict[str, StudentConfig] = {
-    "runet-seed": StudentConfig(1, (32, 64, 128, 256), (2, 2, 2, 2), description="shaped like the seed: full-res stem"),
+    "runet-seed": StudentConfig(
+        1, (32, 64, 128, 256), (2, 2, 2, 2), description="shaped like the seed: full-res stem"
+    ),
     "runet-s": StudentConfig(2, (32, 64, 128), (2, 2, 2), description="quality student for GPUs"),
-    "runet-m": StudentConfig(2, (16, 48, 96), (1, 2, 2), description="mid-size: CPU-trainable quality student"),
+    "runet-m": StudentConfig(
+        2, (16, 48, 96), (1, 2, 2), description="mid-size: CPU-trainable quality student"
+    ),
     "runet-n": StudentConfig(4, (16, 32), (1, 1), detail=3, description="fast student for CPUs"),
     "runet-p": StudentConfig(4, (8, 16, 32), (1, 1, 1), detail=3, description="pico: smallest, fastest"),
 }
@@ -119,7 +125,11 @@ class ResidualUNet(nn.Module):
         self.tail = nn.ConvTranspose2d(w[0], 3, u, stride=u) if u > 1 else nn.Conv2d(w[0], 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
-        self.detail = nn.Conv2d(3, 3, config.detail, padding=config.detail // 2) if config.detail else None
+        self.detail = (  # reflect padding: a zero-padded high-pass would draw a line around every frame
+            nn.Conv2d(3, 3, config.detail, padding=config.detail // 2, padding_mode="reflect")
+            if config.detail
+            else None
+        )
         if self.detail is not None:
             nn.init.zeros_(self.detail.weight)
             nn.init.zeros_(self.detail.bias)
