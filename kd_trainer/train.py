@@ -149,11 +149,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     pairs = find_pairs(cfg.paired_dir) if cfg.paired_dir else []
     teacher = make_teacher(cfg.teacher) if cfg.beta > 0 else None
     cache = TeacherCache(teacher) if teacher is not None else None
-    bank = TrainBank(photos, pairs, cfg.crop, cfg.samples_per_epoch, cfg.seed, cfg.fresh_degradations, cache)
+    bank = TrainBank(
+        photos,
+        pairs,
+        cfg.crop,
+        cfg.samples_per_epoch,
+        cfg.seed,
+        cfg.fresh_degradations,
+        cache,
+        cfg.teacher_samples,
+    )
     if cache is not None:
         t0 = time.perf_counter()
+        total = bank.teacher_count
         for inp in tqdm(
-            bank.teacher_inputs(), total=len(bank), desc=f"teacher {cfg.teacher}", disable=not progress
+            bank.teacher_inputs(), total=total, desc=f"teacher {cfg.teacher}", disable=not progress
         ):
             cache(inp)
         state["teacher_seconds"] += time.perf_counter() - t0

@@ -69,6 +69,13 @@ def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
     )
     assert "80 reused, 0 computed" in capsys.readouterr().out
 
+    # a partial teacher bank: only the first teacher_samples samples ever reach the teacher
+    partial = _args(
+        photo_dirs, tmp_path, "kd3", "samples_per_epoch=80", "epochs=1", "seed=3", "teacher_samples=30"
+    )
+    assert train_main([*partial, f"teacher=onnx:{teacher}"]) == 0
+    assert "0 reused, 30 computed" in capsys.readouterr().out
+
     onnx_path = tmp_path / "student.onnx"
     assert (
         export_main([str(run / "student.pt"), "-o", str(onnx_path), "--height", "64", "--width", "96"]) == 0
