@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class FrameError(ValueError):
     """A frame does not satisfy the frame contract (HxWx3 uint8 in the chosen colour order)."""
@@ -31,3 +33,13 @@ class EngineMismatchError(RuntimeError):
 
 class BackendUnavailableError(RuntimeError):
     """The runtime a model needs is not installed here (GPU, TensorRT, cuda-python, an ORT provider)."""
+
+
+def require_model_file(path: str | Path, what: str, empty_hint: str) -> Path:
+    """``path`` as a Path if it is a non-empty file; else FileNotFoundError / ModelLoadError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    if p.stat().st_size == 0:
+        raise ModelLoadError(f"{p} is empty (0 bytes); {empty_hint}")
+    return p

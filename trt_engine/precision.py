@@ -72,13 +72,10 @@ HELDOUT_PHOTOS = ("chelsea", "immunohistochemistry")
 def load_onnx(path: str | os.PathLike[str]) -> Any:
     import onnx
 
-    from trt_engine.errors import ModelLoadError
+    from trt_engine.errors import ModelLoadError, require_model_file
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {p}")
-    if p.stat().st_size == 0:
-        raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with kd-export")
+    require_model_file(p, "ONNX model", "re-export it with kd-export")
     try:
         return onnx.load(str(p))
     except Exception as exc:

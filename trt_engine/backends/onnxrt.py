@@ -22,7 +22,7 @@ from trt_engine.backends.base import (
     nhwc_u8_to_nchw_f32,
     swap_rb_batch,
 )
-from trt_engine.errors import BackendUnavailableError, ModelLoadError
+from trt_engine.errors import BackendUnavailableError, ModelLoadError, require_model_file
 
 META_PREFIX = "kd."
 _PROVIDERS = {
@@ -67,11 +67,7 @@ class OnnxRuntimeBackend(Backend):
     ) -> None:
         import onnxruntime as ort
 
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"model not found: {p}")
-        if p.stat().st_size == 0:
-            raise ModelLoadError(f"{p} is empty (0 bytes); re-export it with kd-export")
+        p = require_model_file(path, "model", "re-export it with kd-export")
         dev = (device or "cpu").lower()
         if dev not in _PROVIDERS:
             raise ValueError(

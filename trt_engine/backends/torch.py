@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from trt_engine.backends.base import Backend, BackendInfo
-from trt_engine.errors import BackendUnavailableError, ModelLoadError
+from trt_engine.errors import BackendUnavailableError, require_model_file
 
 
 class TorchBackend(Backend):
@@ -32,11 +32,7 @@ class TorchBackend(Backend):
 
         from kd_trainer.models.student import load_student
 
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {p}")
-        if p.stat().st_size == 0:
-            raise ModelLoadError(f"{p} is empty (0 bytes); it is not a student checkpoint")
+        p = require_model_file(path, "checkpoint", "it is not a student checkpoint")
         dev = torch.device(device or "cpu")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError(
