@@ -1,0 +1,40 @@
+import json
+import math
+
+from benchmarks.model_card import main
+from kd_trainer.export import export_onnx
+from kd_trainer.models.student import save_checkpoint
+from tests.helpers import perturbed_student
+
+
+def test_model_card_measures_every_method(photo_dirs, tmp_path, capsys) -> None:
+    train, val = photo_dirs
+    model = perturbed_student("runet-p")
+    ckpt = save_checkpoint(
+        tmp_path / "s.pt", model, name="runet-p", train_config={"teacher": "none", "beta": 0.0}
+    )
+    onnx_path = export_onnx(model, tmp_path / "s.onnx", height=96, width=160).path
+    out = tmp_path / "card" / "model_card.md"
+    args = [
+        "--student",
+        f"tiny={ckpt}",
+        "--onnx",
+        f"tiny={onnx_path}",
+        "--val-dir",
+        str(val),
+        "--train-dir",
+        str(train),
+    ]
+    assert main([*args, "--frames", "1", "--teacher-crop", "0", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "| identity |" in text and "| unsharp mask |" in text and "| tiny |" in text
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data["quality"]) == {"identity", "unsharp mask", "tiny"}
+    for method, per_preset in data["quality"].items():
+        for preset, metrics in per_preset.items():
+            if preset != "score":
+                assert math.isfinite(metrics["psnr_out"]) or (method == "identity" and preset == "clean")
+    assert data["speed"]["tiny"]["fps"] > 0
+    assert data["students"]["tiny"]["model"] == "runet-p"
+    usm = data["unsharp_mask"]
+    assert usm["psnr"] >= usm["identity_psnr"]  # the grid holds the identity, so tuning never loses
