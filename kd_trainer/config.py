@@ -31,6 +31,7 @@ class TrainConfig:
     crop: int = 128
     samples_per_epoch: int = 512
     teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
+    teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
     fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
     val_presets: list[str] = field(
         default_factory=lambda: [

@@ -91,6 +91,10 @@ def _random_crop(
     return [img[y : y + size, x : x + size] for img in images]
 
 
+def _l1(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float32 in [0,1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
@@ -128,6 +132,7 @@ class TrainBank(Dataset):
         fresh: bool = False,
         teacher=None,
         teacher_count: int = 0,
+        teacher_gate: bool = False,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -136,6 +141,8 @@ class TrainBank(Dataset):
         self.teacher = teacher  # a TeacherCache or None
         # samples [0, teacher_count) carry a teacher output; 0 means all of them
         self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
+        # gate: use a teacher output only where it is closer to the ground truth than the input is
+        self.teacher_gate = teacher_gate
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -186,6 +193,8 @@ class TrainBank(Dataset):
         s = self.sample(index)
         has_teacher = self.teacher is not None and index < self.teacher_count
         images = [s.inp, s.gt] + ([self.teacher(s.inp)] if has_teacher else [])
+        if has_teacher and self.teacher_gate:
+            has_teacher = _l1(images[2], s.gt) < _l1(s.inp, s.gt)
         if not self.fresh:  # a new orientation each epoch; the teacher output turns with its input
             images = _augment(images, np.random.default_rng([self.seed, index, self.epoch, 1]))
         item = {"inp": to_tensor(images[0]), "gt": to_tensor(images[1])}

@@ -35,7 +35,9 @@ class Uint8NHWC(nn.Module):
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.to(torch.float32).permute(0, 3, 1, 2) / 255.0  # Cast first: TensorRT wants uint8 cast at once
+        x = (
+            frames.to(torch.float32).permute(0, 3, 1, 2) / 255.0
+        )  # Cast first: TensorRT wants uint8 cast at once
         y = self.model(x).clamp(0.0, 1.0) * 255.0
         return torch.round(y).permute(0, 2, 3, 1).to(torch.uint8)
 

@@ -120,6 +120,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "model",
             "teacher",
             "teacher_samples",
+            "teacher_gate",
             "crop",
             "samples_per_epoch",
             "batch_size",
@@ -158,6 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         cfg.fresh_degradations,
         cache,
         cfg.teacher_samples,
+        cfg.teacher_gate,
     )
     if cache is not None:
         t0 = time.perf_counter()

@@ -132,3 +132,27 @@ def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
     _, terms = DistillLoss(0.8, 0.2)(student, torch.stack([it["gt"] for it in items]), teacher, mask)
     expected = (student[:2] - teacher[:2]).abs().mean()
     assert terms["l1_teacher"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_teacher_gate_keeps_only_outputs_better_than_the_input(photo_dirs) -> None:
+    from kd_trainer.models.teachers import Teacher, TeacherCache
+
+    class PerfectOnOdd(Teacher):
+        """Returns the ground truth for odd-indexed samples, an inverted image otherwise."""
+
+        key = "perfect-on-odd"
+
+        def __init__(self, bank: TrainBank) -> None:
+            self.answers = {bank.sample(i).inp.tobytes(): (i, bank.sample(i).gt) for i in range(bank.size)}
+
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            i, gt = self.answers[rgb.tobytes()]
+            return gt if i % 2 else 255 - rgb
+
+    train, _ = photo_dirs
+    bank = TrainBank(find_photos(train), [], crop=32, size=6, seed=4, teacher_gate=True)
+    bank.teacher = TeacherCache(PerfectOnOdd(bank))
+    flags = [float(bank[i]["has_teacher"]) for i in range(6)]
+    better = [float(np.abs(bank.sample(i).inp.astype(int) - bank.sample(i).gt).mean() > 0) for i in range(6)]
+    assert flags == [0.0 if i % 2 == 0 else better[i] for i in range(6)]
+    assert sum(flags) >= 2
