@@ -122,7 +122,10 @@ def _backend_compute(backend: Any, batch: int, info: dict[str, Any]) -> tuple[Ca
 
 
 def memory_note(info: dict[str, Any]) -> str:
-    """How host frames reach the model (the report's "host memory" column)."""
+    """How host frames reach the model (the report's "host memory" column): the backend's own word
+    (``Sharpener.info["host_memory"]``), else inferred from backend and device."""
+    if info.get("host_memory"):
+        return str(info["host_memory"])
     device = str(info.get("device", "cpu"))
     backend = info.get("backend", "")
     if not device.startswith("cuda") and backend != "tensorrt":

@@ -397,6 +397,7 @@ def test_info_repr_and_close(student):
     s = Sharpener(student.onnx_uint8, color="rgb")
     info = s.info
     assert info["backend"] == "onnxruntime" and info["io"] == "uint8_nhwc"
+    assert info["host_memory"] == "host only (no device copies)"  # CPU: frames never leave host memory
     assert (info["height"], info["width"], info["batch"]) == (H, W, 1)
     assert info["precision"] == "fp32" and info["metadata"]["student"] == "runet-n"
     assert "64x96" in repr(s)

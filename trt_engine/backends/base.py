@@ -36,6 +36,7 @@ class BackendInfo:
     color: str = "rgb"
     providers: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    host_memory: str = "host only (no device copies)"  # how host frames reach the model
 
     @property
     def fixed_size(self) -> bool:

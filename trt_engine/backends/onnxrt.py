@@ -133,6 +133,7 @@ class OnnxRuntimeBackend(Backend):
             color=meta.get("color", "rgb"),
             providers=self.session.get_providers(),
             metadata=meta,
+            host_memory="host only (no device copies)" if dev == "cpu" else "pageable (onnxruntime copies)",
         )
 
     def run(self, batch: np.ndarray) -> np.ndarray:

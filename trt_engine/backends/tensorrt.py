@@ -314,6 +314,7 @@ class TensorRTBackend(Backend):
             color=str(meta.get("color", "rgb")),
             providers=[f"{meta['builder']} {trt.__version__}"],
             metadata=meta,
+            host_memory="pinned staging buffers, reused",
         )
 
     # -- host side staging ------------------------------------------------------------------------------

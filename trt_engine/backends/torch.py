@@ -69,6 +69,7 @@ class TorchBackend(Backend):
             color="rgb",
             providers=[f"torch {torch.__version__}"],
             metadata=meta,
+            host_memory="pinned staging buffers, reused" if self.cuda else "host only (no device copies)",
         )
 
     def _forward(self, frames: Any) -> Any:
