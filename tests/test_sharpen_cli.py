@@ -247,3 +247,19 @@ def test_killed_video_run_leaves_no_output(student, pictures, tmp_path, sig):
         assert not leftovers, "a polite kill must clean up its temporary file"
     for p in leftovers:  # SIGKILL cannot clean up; the leftover is a hidden temp name, never the final one
         assert p.name != dst.name
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
+def test_truncated_video_fails_cleanly_or_sharpens_what_is_there(student, pictures, tmp_path, capsys, keep):
+    """A download cut short: either a clear error naming the file, or the decodable frames, never a crash."""
+    frames = [np.ascontiguousarray(np.roll(pictures[0], 3 * i, axis=1)) for i in range(12)]
+    src = make_video(tmp_path / "full.mp4", frames, Fraction(25), audio=False)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    out = tmp_path / "out.mp4"
+    code = sharpen_main([str(cut), "-o", str(out), "--model", str(student.onnx)])
+    if code == 0:
+        assert 0 < len(probe(out)["frames"]) <= len(frames)
+    else:
+        assert code == 1 and str(cut) in capsys.readouterr().err and not out.exists()
