@@ -115,14 +115,21 @@ def _student_meta(path: Path) -> dict[str, Any]:
         "alpha": cfg.get("alpha"),
         "beta": cfg.get("beta"),
         "teacher_samples": cfg.get("teacher_samples"),
+        "teacher_gate": cfg.get("teacher_gate", False),
         "crop": cfg.get("crop"),
         "samples_per_epoch": cfg.get("samples_per_epoch"),
         "batch_size": cfg.get("batch_size"),
         "lr": cfg.get("lr"),
         "steps": train.get("total_steps", train.get("step")),
-        "train_seconds": train.get("final_wall_seconds", train.get("wall_seconds")),
+        # seconds inside optimizer steps; checkpoints written before 0.1 called it wall_seconds
+        "step_seconds": train.get("step_seconds", train.get("final_wall_seconds", train.get("wall_seconds"))),
+        "elapsed_seconds": train.get("elapsed_seconds"),
         "teacher_seconds": train.get("teacher_seconds"),
     }
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _row(name: str, metrics: dict[str, dict[str, float]], presets: list[str], key: str) -> str:
@@ -148,17 +155,17 @@ def render(result: dict[str, Any]) -> str:
         "",
         "## Students",
         "",
-        "| name | model | params | GMAC/1080p | teacher | alpha/beta | KD samples | crop | steps | train s | "
-        "CPU fps (ORT fp32, 1080p, end to end) |",
-        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
+        "| name | model | params | GMAC/1080p | teacher | alpha/beta | KD samples | gate | crop | steps | step s | "
+        "elapsed s | CPU fps (ORT fp32, 1080p, end to end) |",
+        "|---|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in result["students"].items():
         speed = result["speed"].get(name, {})
         fps = f"{speed['fps']:.1f}" if speed else "-"
         lines.append(
             f"| {name} | {s['model']} | {s['params']:,} | {s['gmac_1080p']:.2f} | {s['teacher']} | "
-            f"{s['alpha']}/{s['beta']} | {s['teacher_samples'] or 'all'} | {s['crop']} | {s['steps']} | "
-            f"{(s['train_seconds'] or 0):.0f} | {fps} |"
+            f"{s['alpha']}/{s['beta']} | {s['teacher_samples'] or 'all'} | {'yes' if s['teacher_gate'] else 'no'} | "
+            f"{s['crop']} | {s['steps']} | {_num(s['step_seconds'])} | {_num(s['elapsed_seconds'])} | {fps} |"
         )
     usm = result["unsharp_mask"]
     lines += [

@@ -111,7 +111,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, cfg.samples_per_epoch // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    state: dict[str, Any] = {"step": 0, "best_gain": -math.inf, "wall_seconds": 0.0, "teacher_seconds": 0.0}
+    # step_seconds: forward/backward/update only; elapsed_seconds: everything (data, validation, checkpoints)
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_gain": -math.inf,
+        "step_seconds": 0.0,
+        "elapsed_seconds": 0.0,
+        "teacher_seconds": 0.0,
+    }
     best_metrics: dict = {}
     if resume:
         ckpt = read_checkpoint(last_path)
@@ -191,6 +198,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         log.writeheader()
 
     start_epoch = state["step"] // steps_per_epoch
+    loop_start, elapsed_before = time.perf_counter(), state["elapsed_seconds"]
+
+    def save(path: Path, metrics: dict) -> None:
+        state["elapsed_seconds"] = elapsed_before + time.perf_counter() - loop_start
+        _save(path, model, cfg, state, optimizer, metrics)
+
     bar = tqdm(
         total=total_steps, initial=state["step"], desc=cfg.name, disable=not progress, dynamic_ncols=True
     )
@@ -227,7 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 scaler.update()
                 state["step"] += 1
                 dt = time.perf_counter() - t0
-                state["wall_seconds"] += dt
+                state["step_seconds"] += dt
                 log.writerow(
                     {
                         "step": state["step"],
@@ -241,7 +254,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 bar.set_postfix(loss=f"{terms['loss']:.4f}")
                 if state["step"] % cfg.checkpoint_every == 0:
                     log_fh.flush()
-                    _save(last_path, model, cfg, state, optimizer, best_metrics)
+                    save(last_path, best_metrics)
             # --- end of epoch: validate, checkpoint
             model.eval()
             metrics = evaluate(torch_restorer(model, device), val_frames)
@@ -259,9 +272,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             )
             if gain > state["best_gain"]:
                 state["best_gain"], best_metrics = gain, metrics
-                _save(best_path, model, cfg, state, optimizer, metrics)
+                save(best_path, metrics)
             log_fh.flush()
-            _save(last_path, model, cfg, state, optimizer, best_metrics)
+            save(last_path, best_metrics)
     finally:
         bar.close()
         log_fh.close()
@@ -270,14 +283,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         model.eval()
         best_metrics = evaluate(torch_restorer(model, device), val_frames)
         state["best_gain"] = best_metrics["score"]["psnr_gain"]
-        _save(best_path, model, cfg, state, optimizer, best_metrics)
+        save(best_path, best_metrics)
     best, ckpt = load_student(best_path)
     save_checkpoint(
         final_path,
         best,
         name=cfg.model,
         train_config=cfg.to_dict(),
-        train={**ckpt["train"], "total_steps": state["step"], "final_wall_seconds": state["wall_seconds"]},
+        train={**ckpt["train"], **state, "total_steps": state["step"], "best_step": ckpt["train"]["step"]},
         metrics=ckpt["metrics"],
     )
     summary = {

@@ -58,6 +58,7 @@ def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
     assert all(float(r["l1_teacher"]) > 0 for r in rows)
     model, ckpt = load_student(run / "student.pt")
     assert ckpt["train_config"]["teacher"] == f"onnx:{teacher}" and "gauss1.5" in ckpt["metrics"]
+    assert ckpt["train"]["elapsed_seconds"] >= ckpt["train"]["step_seconds"] > 0  # elapsed adds data + validation
     assert (run / "val.jsonl").read_text().count("\n") == 2
 
     # the teacher runs once per sample, ever: a second run over the same bank reuses every output
