@@ -28,6 +28,7 @@ def test_model_card_measures_every_method(photo_dirs, tmp_path, capsys) -> None:
     assert main([*args, "--frames", "1", "--teacher-crop", "0", "-o", str(out)]) == 0
     text = out.read_text()
     assert "| identity |" in text and "| unsharp mask |" in text and "| tiny |" in text
+    assert "## Targets" in text and "- **tiny**: beat identity and the tuned unsharp mask: met" in text
     data = json.loads(out.with_suffix(".json").read_text())
     assert set(data["quality"]) == {"identity", "unsharp mask", "tiny"}
     for method, per_preset in data["quality"].items():
