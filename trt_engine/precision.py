@@ -529,11 +529,13 @@ def calibration_sets(
     width: int,
     preset: str = "call",
     max_frames: int = 32,
+    hold_out: bool = True,
 ) -> tuple[FrameSet, FrameSet]:
     """(calibration, held-out verification) frame sets at the model's size.
 
     With ``calib_dir``: its images, sorted; every 5th image (at least one, when there are >= 2) is held out
-    for verification and never used for calibration. ``preset`` (a ``kd_trainer.degrade`` preset, default
+    for verification and never used for calibration (``hold_out=False``: all images calibrate, none is held
+    out, for builds that skip verification). ``preset`` (a ``kd_trainer.degrade`` preset, default
     ``call``) degrades each image to make the model's input, the image itself being the ground truth; pass
     ``"none"`` when the folder already holds degraded frames as the model will see them (verification then
     compares with the fp32 output only).
@@ -548,9 +550,12 @@ def calibration_sets(
         paths = list_images(calib_dir)
         if not paths:
             raise FileNotFoundError(f"no images (.png/.jpg/...) in calibration folder {calib_dir}")
-        held = [p for i, p in enumerate(paths) if i % 5 == 4] if len(paths) >= 5 else paths[-1:]
+        if not hold_out:
+            held = []
+        else:
+            held = [p for i, p in enumerate(paths) if i % 5 == 4] if len(paths) >= 5 else paths[-1:]
         calib = [p for p in paths if p not in held] or paths
-        if len(paths) == 1:
+        if hold_out and len(paths) == 1:
             print(f"notice: only one calibration image in {calib_dir}; it is also used for verification")
         if len(calib) > max_frames:
             step = len(calib) / max_frames
@@ -678,7 +683,7 @@ def make_precision_onnx(
     need_frames = verify or (precision == "int8" and have != "int8")
     calib = held = None
     if need_frames:
-        calib, held = calibration_sets(calib_dir, h, w, calib_preset, max_calib_frames)
+        calib, held = calibration_sets(calib_dir, h, w, calib_preset, max_calib_frames, hold_out=verify)
 
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="kd-precision-") as tmp:
