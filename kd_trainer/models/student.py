@@ -82,6 +82,7 @@ STUDENTS: dict[str, StudentConfig] = {
         2, (16, 48, 96), (1, 2, 2), description="mid-size: CPU-trainable quality student"
     ),
     "runet-n": StudentConfig(4, (16, 32), (1, 1), detail=3, description="fast student for CPUs"),
+    "runet-n0": StudentConfig(4, (16, 32), (1, 1), description="runet-n without the detail conv (CPU speed)"),
     "runet-p": StudentConfig(4, (8, 16, 32), (1, 1, 1), detail=3, description="pico: smallest, fastest"),
 }
 
