@@ -8,10 +8,12 @@ Graph I/O contract (recorded in the model's metadata_props, read back by ``trt_e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,19 +168,14 @@ def _parity(wrapped: nn.Module, onnx_path: Path, in_name: str, sample: torch.Ten
     return float(np.abs(ort_out.astype(np.float64) - ref.astype(np.float64)).max())
 
 
-class _quiet_exporter:
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's progress prints and registration warnings."""
-
-    def __enter__(self) -> None:
-        self._level = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        self._devnull = open(os.devnull, "w")  # noqa: SIM115
-        import contextlib
-
-        self._redirect = contextlib.redirect_stdout(self._devnull)
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._redirect.__exit__(*exc)
-        self._devnull.close()
-        logging.getLogger("torch.onnx").setLevel(self._level)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            yield
+    finally:
+        logger.setLevel(level)
