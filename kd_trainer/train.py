@@ -72,20 +72,6 @@ def _truncate_log(path: Path, last_step: int) -> None:
         writer.writerows(rows)
 
 
-def _save(
-    path: Path, model, cfg: TrainConfig, state: dict[str, Any], optimizer, metrics: dict | None
-) -> None:
-    save_checkpoint(
-        path,
-        model,
-        name=cfg.model,
-        train_config=cfg.to_dict(),
-        train={k: v for k, v in state.items() if k != "best_metrics"},
-        metrics=metrics or {},
-        optimizer=optimizer.state_dict(),
-    )
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) training; returns the path of the final ``student.pt``."""
     run_dir = cfg.run_dir
@@ -201,8 +187,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     loop_start, elapsed_before = time.perf_counter(), state["elapsed_seconds"]
 
     def save(path: Path, metrics: dict) -> None:
+        """Checkpoint the student, optimiser, training state and metrics (atomically)."""
         state["elapsed_seconds"] = elapsed_before + time.perf_counter() - loop_start
-        _save(path, model, cfg, state, optimizer, metrics)
+        save_checkpoint(
+            path,
+            model,
+            name=cfg.model,
+            train_config=cfg.to_dict(),
+            train=dict(state),
+            metrics=metrics or {},
+            optimizer=optimizer.state_dict(),
+        )
 
     bar = tqdm(
         total=total_steps, initial=state["step"], desc=cfg.name, disable=not progress, dynamic_ncols=True
