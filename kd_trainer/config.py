@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything a run needs; saved inside every checkpoint."""
 
     name: str = "run"
-    model: str = "runet-n"
+    model: str = "runet-f"
     init_from: str = ""  # optional student checkpoint to start from (same architecture)
     teacher: str = "none"  # none | maxim-deblur | onnx:PATH | restormer:PATH
     # data
@@ -53,6 +53,8 @@ class TrainConfig:
     beta: float = 0.2
     fft_weight: float = 0.0
     edge_weight: float = 0.0
+    psnr_weight: float = 0.0  # weight of a soft -PSNR(S, GT) per crop, in dB (weights near-clean crops up)
+    psnr_cap_db: float = 40.0  # above this PSNR the term flattens into plain MSE
     # optimisation
     epochs: int = 10
     batch_size: int = 16

@@ -20,14 +20,34 @@ def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(dx(a), dx(b)) + F.l1_loss(dy(a), dy(b))
 
 
+def neg_psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = 40.0) -> torch.Tensor:
+    """Mean over the batch of a soft ``-PSNR`` per crop (dB, images in [0,1]): ``10*log10(MSE + 10^(-cap/10))``.
+
+    Unlike L1, which lets a few heavily degraded crops dominate, every crop's *relative* error counts: halving
+    the error of an almost clean crop gains as many dB as halving that of a blurry one. Above ``cap_db`` the
+    term flattens into plain MSE, so crops that are already near-perfect cannot pin the student to the
+    identity (exact copies would otherwise be worth unbounded dB).
+    """
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    return (10.0 * torch.log10(mse + 10.0 ** (-cap_db / 10.0))).mean()
+
+
 class DistillLoss(nn.Module):
-    """``alpha*L1(S,GT) + beta*L1(S,T) + fft_weight*FFT-L1(S,GT) + edge_weight*Edge-L1(S,GT)``."""
+    """``alpha*L1(S,GT) + beta*L1(S,T)`` plus optional ``fft_weight*FFT-L1(S,GT)``,
+    ``edge_weight*Edge-L1(S,GT)`` and ``psnr_weight*(-PSNR(S,GT))``."""
 
     def __init__(
-        self, alpha: float = 0.8, beta: float = 0.2, fft_weight: float = 0.0, edge_weight: float = 0.0
+        self,
+        alpha: float = 0.8,
+        beta: float = 0.2,
+        fft_weight: float = 0.0,
+        edge_weight: float = 0.0,
+        psnr_weight: float = 0.0,
+        psnr_cap_db: float = 40.0,
     ):
         super().__init__()
         self.alpha, self.beta, self.fft_weight, self.edge_weight = alpha, beta, fft_weight, edge_weight
+        self.psnr_weight, self.psnr_cap_db = psnr_weight, psnr_cap_db
 
     def forward(
         self,
@@ -58,4 +78,7 @@ class DistillLoss(nn.Module):
         if self.edge_weight > 0:
             terms["edge"] = edge_l1(student, gt)
             total = total + self.edge_weight * terms["edge"]
+        if self.psnr_weight > 0:
+            terms["neg_psnr"] = neg_psnr(student, gt, self.psnr_cap_db)
+            total = total + self.psnr_weight * terms["neg_psnr"]
         return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}

@@ -37,7 +37,7 @@ from kd_trainer.models.student import (
 from kd_trainer.models.teachers import TeacherCache, make_teacher
 from kd_trainer.paths import cache_dir
 
-LOG_FIELDS = ["step", "epoch", "lr", "loss", "l1_gt", "l1_teacher", "fft", "edge", "seconds"]
+LOG_FIELDS = ["step", "epoch", "lr", "loss", "l1_gt", "l1_teacher", "fft", "edge", "neg_psnr", "seconds"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -166,7 +166,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     val_frames = validation_frames(
         _default_dir(cfg.val_dir, "val"), cfg.val_presets, cfg.val_frames, cfg.val_crop
     )
-    loss_fn = DistillLoss(cfg.alpha, cfg.beta, cfg.fft_weight, cfg.edge_weight)
+    loss_fn = DistillLoss(
+        cfg.alpha, cfg.beta, cfg.fft_weight, cfg.edge_weight, cfg.psnr_weight, cfg.psnr_cap_db
+    )
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)

@@ -1,10 +1,13 @@
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
 from kd_trainer.io import ImageReadError, read_image, write_image
-from kd_trainer.losses import DistillLoss, edge_l1, fft_l1
+from kd_trainer.losses import DistillLoss, edge_l1, fft_l1, neg_psnr
 
 
 def _pairs(root, names_blur, names_sharp, size=(48, 40)):
@@ -97,6 +100,33 @@ def test_loss_terms_are_reported_separately() -> None:
         DistillLoss(0.8, 0.2)(s, gt)
     with pytest.raises(ValueError, match="teacher output shape"):
         DistillLoss(0.8, 0.2)(s, gt, torch.zeros(1, 3, 4, 4))
+
+
+def test_psnr_term_is_per_crop_psnr_and_weights_near_clean_crops_up() -> None:
+    gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    student = gt.clone()
+    student[0] += 0.002  # an almost clean crop
+    student[1] += 0.05  # a badly degraded one
+    total, terms = DistillLoss(1.0, 0.0, psnr_weight=0.01, psnr_cap_db=50)(student, gt)
+    mse = ((student - gt) ** 2).flatten(1).mean(1).double().numpy()
+    expected = np.mean(10 * np.log10(mse + 1e-5))  # -PSNR per crop, soft cap at 50 dB
+    assert terms["neg_psnr"] == pytest.approx(float(expected), abs=1e-3)
+    assert float(total) == pytest.approx(terms["l1_gt"] + 0.01 * terms["neg_psnr"], rel=1e-5)
+
+    # L1 pulls hardest on the bad crop; the PSNR term pulls hardest on the nearly clean one.
+    def pull(loss_fn) -> torch.Tensor:
+        x = student.clone().requires_grad_(True)
+        loss_fn(x, gt).backward()
+        return x.grad.abs().flatten(1).sum(1)
+
+    l1 = pull(F.l1_loss)
+    assert l1[0] == pytest.approx(l1[1])
+    per_psnr = pull(lambda a, b: neg_psnr(a, b, cap_db=50))
+    assert per_psnr[0] > 5 * per_psnr[1]
+    low_cap = pull(lambda a, b: neg_psnr(a, b, cap_db=30))  # a low cap makes it MSE-like: the bad crop wins
+    assert low_cap[1] > 5 * low_cap[0]
+    assert math.isfinite(float(neg_psnr(gt, gt)))  # exact copies are capped, not -inf
+    assert "neg_psnr" not in DistillLoss(1.0, 0.0)(student, gt)[1]
 
 
 def test_fft_and_edge_losses_are_zero_only_for_equal_images() -> None:
