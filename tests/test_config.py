@@ -5,7 +5,7 @@ from kd_trainer.config import ConfigError, load_config, make_config
 
 def test_defaults_follow_the_seed_loss() -> None:
     cfg = make_config(overrides=["beta=0"])
-    assert cfg.alpha == 0.8 and cfg.model == "runet-n"
+    assert cfg.alpha == 0.8 and cfg.model == "runet-f"
     assert make_config({"teacher": "maxim-deblur"}).beta == 0.2
 
 
