@@ -64,6 +64,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: bool = True  # used on CUDA only
     seed: int = 0
+    data_seed: int = -1  # seed of the training bank's crops/degradations (-1 = seed); fixing it while varying
+    # seed reruns a recipe with new initial weights and batch order but the same, already cached teacher outputs
     device: str = "auto"
     workers: int = 0
     threads: int = 0  # torch CPU threads (0 = torch default)

@@ -118,13 +118,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "samples_per_epoch",
             "batch_size",
             "seed",
+            "data_seed",
             "alpha",
             "beta",
         )
+        defaults = TrainConfig()  # keys added later than a checkpoint count as their default
         for key in keys:
-            if saved.get(key) != getattr(cfg, key):
+            was = saved.get(key, getattr(defaults, key))
+            if was != getattr(cfg, key):
                 raise ConfigError(
-                    f"--resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's {saved.get(key)!r} in "
+                    f"--resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's {was!r} in "
                     f"{last_path}; resume with the original config or start a new name="
                 )
         resumed, _ = load_student(last_path, expect=model.config)
@@ -148,7 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         pairs,
         cfg.crop,
         cfg.samples_per_epoch,
-        cfg.seed,
+        cfg.seed if cfg.data_seed < 0 else cfg.data_seed,
         cfg.fresh_degradations,
         cache,
         cfg.teacher_samples,

@@ -69,6 +69,13 @@ def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
         == 0
     )
     assert "80 reused, 0 computed" in capsys.readouterr().out
+    # another optimisation seed over the same data bank (data_seed) reuses them too, and trains other weights
+    reseeded = _args(photo_dirs, tmp_path, "kd4", "samples_per_epoch=80", "epochs=1", "seed=1", "data_seed=0")
+    assert train_main([*reseeded, f"teacher=onnx:{teacher}"]) == 0
+    assert "80 reused, 0 computed" in capsys.readouterr().out
+    other, _ = load_student(tmp_path / "kd4" / "student.pt")
+    first, _ = load_student(tmp_path / "kd2" / "student.pt")
+    assert not torch.equal(other.stem.weight, first.stem.weight)
 
     # a partial teacher bank: only the first teacher_samples samples ever reach the teacher
     partial = _args(
