@@ -2,7 +2,11 @@
 tuned unsharp mask and the teacher, plus CPU speed; every figure is measured by this module.
 
     python -m benchmarks.model_card --student fast=kd_trainer/assets/students/fast.pt \
-        --student quality=kd_trainer/assets/students/quality.pt --ablation fast-beta0=runs/fast-beta0/student.pt
+        --student quality=kd_trainer/assets/students/quality.pt --ablation fast-beta0=runs/fast-beta0/student.pt \
+        --onnx fast=kd_trainer/assets/students/fast.onnx
+
+Every distilled run is paired with a ``beta=0`` run of the same recipe and seed, when one is given, and the card
+shows what the teacher term added (per seed, and the mean when several seeds are given).
 
 Quality on full 1920x1080 validation frames (never used in training) for identity, the unsharp mask (one
 setting, tuned by grid search on degraded crops of the *training* photos) and every student. The teacher costs
@@ -102,11 +106,19 @@ def teacher_windows(
     }
 
 
+#: Train-config keys that may differ between a distilled run and its ``beta=0`` twin (or do not change the
+#: result): everything else, seed included, must match for two runs to count as a pair.
+TWIN_FREE_KEYS = frozenset(
+    {"name", "beta", "teacher", "teacher_samples", "teacher_gate", "out_dir", "threads", "device", "workers"}
+)
+
+
 def _student_meta(path: Path) -> dict[str, Any]:
     model, ckpt = load_student(path)
     cfg = ckpt.get("train_config", {})
     train = ckpt.get("train", {})
     return {
+        "recipe": {k: v for k, v in sorted(cfg.items()) if k not in TWIN_FREE_KEYS},
         "path": str(path),
         "model": ckpt.get("name"),
         "params": count_params(model),
@@ -165,6 +177,66 @@ def target_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kd_pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each distilled run (beta > 0) beside its ``beta=0`` twin (same recipe and seed): PSNR difference per
+    preset on the held-out frames, i.e. what the teacher term added."""
+    students, quality = result["students"], result["quality"]
+    presets = [p for p in result["presets"] if p != "clean"]
+    pairs = []
+    for kd, meta in students.items():
+        if not meta.get("beta") or not meta.get("recipe"):
+            continue
+        twin = next(
+            (n for n, m in students.items() if m.get("beta") == 0 and m.get("recipe") == meta["recipe"]), None
+        )
+        if twin is None:
+            continue
+        delta = {p: quality[kd][p]["psnr_out"] - quality[twin][p]["psnr_out"] for p in presets}
+        pairs.append(
+            {
+                "kd": kd,
+                "twin": twin,
+                "seed": meta["recipe"].get("seed"),
+                "model": meta["model"],
+                "delta": delta,
+            }
+        )
+    return pairs
+
+
+def _kd_lines(pairs: list[dict[str, Any]], presets: list[str]) -> list[str]:
+    lines = [
+        "",
+        "## What the teacher term adds",
+        "",
+        "PSNR (dB) of each distilled run minus its `beta=0` twin (same recipe, seed and data; only the teacher "
+        "term differs), on the held-out frames above:",
+        "",
+        "| distilled run | twin | seed | " + " | ".join(presets) + " | mean |",
+        "|---|---|---:|" + "---:|" * (len(presets) + 1),
+    ]
+    for pair in pairs:
+        cells = [f"{pair['delta'][p]:+.2f}" for p in presets]
+        mean = float(np.mean(list(pair["delta"].values())))
+        lines.append(
+            f"| {pair['kd']} | {pair['twin']} | {pair['seed']} | " + " | ".join(cells) + f" | {mean:+.2f} |"
+        )
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for pair in pairs:
+        by_model.setdefault(pair["model"], []).append(pair)
+    for model, group in by_model.items():
+        if len(group) < 2:
+            continue
+        avg = {p: float(np.mean([g["delta"][p] for g in group])) for p in presets}
+        cells = [f"{avg[p]:+.2f}" for p in presets]
+        lines.append(
+            f"| **{model}: mean of {len(group)} seeds** | | | "
+            + " | ".join(cells)
+            + f" | {float(np.mean(list(avg.values()))):+.2f} |"
+        )
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     presets = result["presets"]
     lines = [
@@ -214,6 +286,8 @@ def render(result: dict[str, Any]) -> str:
         key = "ssim_in" if name == "identity" else "ssim_out"
         lines.append(_row(name, m, presets, key))
     lines += ["", "## Targets", "", *target_lines(result)]
+    if result.get("kd_pairs"):
+        lines += _kd_lines(result["kd_pairs"], [p for p in presets if p != "clean"])
     if result.get("teacher_windows"):
         tw = result["teacher_windows"]
         tp = [p for p in presets if p != "clean"]
@@ -297,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "speed": speed,
         "teacher_crop": args.teacher_crop,
     }
+    result["kd_pairs"] = kd_pairs(result)
     if args.teacher_crop:
         try:
             result["teacher_windows"] = teacher_windows(frames, restorers, args.teacher_crop)

@@ -39,3 +39,28 @@ def test_model_card_measures_every_method(photo_dirs, tmp_path, capsys) -> None:
     assert data["students"]["tiny"]["model"] == "runet-p"
     usm = data["unsharp_mask"]
     assert usm["psnr"] >= usm["identity_psnr"]  # the grid holds the identity, so tuning never loses
+
+
+def test_model_card_pairs_each_distilled_run_with_its_beta0_twin(photo_dirs, tmp_path) -> None:
+    train, val = photo_dirs
+    recipe = {"model": "runet-p", "crop": 64, "seed": 0, "lr": 0.001}
+    runs = {
+        "kd": ({**recipe, "beta": 0.2, "teacher": "onnx:t.onnx", "name": "kd"}, 1),
+        "twin": ({**recipe, "beta": 0.0, "teacher": "none", "name": "twin"}, 2),
+        "other seed twin": ({**recipe, "seed": 1, "beta": 0.0, "teacher": "none"}, 3),
+    }
+    args = []
+    for name, (cfg, seed) in runs.items():
+        path = save_checkpoint(
+            tmp_path / f"{seed}.pt", perturbed_student("runet-p", seed=seed), name="runet-p", train_config=cfg
+        )
+        args += ["--ablation", f"{name}={path}"]
+    out = tmp_path / "card.md"
+    common = ["--val-dir", str(val), "--train-dir", str(train), "--frames", "1", "--teacher-crop", "0"]
+    assert main([*args, *common, "-o", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    (pair,) = data["kd_pairs"]  # the seed-1 run has no distilled partner and the twins are not paired
+    assert (pair["kd"], pair["twin"], pair["seed"]) == ("kd", "twin", 0)
+    q = data["quality"]
+    assert pair["delta"]["call"] == q["kd"]["call"]["psnr_out"] - q["twin"]["call"]["psnr_out"]
+    assert "## What the teacher term adds" in out.read_text()
