@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trt_engine import Sharpener
+from trt_engine.backends.base import PlaneBuffers, nchw_f32_to_nhwc_u8, nhwc_u8_to_nchw_f32
 from trt_engine.errors import BackendUnavailableError, EngineHeaderError, FrameError, ModelLoadError
 from trt_engine.testing import make_student, photo_frames, torch_reference
 
@@ -107,6 +108,41 @@ def test_output_is_a_new_array(student, frames):
             assert not np.shares_memory(first, frames[0])
             first[...] = 0  # writable, and writing it does not disturb the Sharpener
             assert np.array_equal(s.process(frames[0]), keep)
+
+
+def test_static_onnx_reuses_its_host_buffers(student, frames):
+    """No per-frame multi-megabyte allocations on the CPU path: input, output and planes are reused."""
+    with Sharpener(student.onnx, color="rgb") as s:
+        s.process(frames[0])
+        backend = s.backend
+        kept = (backend._buffer, backend._output, *backend._planes.get(H, W))
+        assert all(isinstance(a, np.ndarray) for a in kept)
+        assert _max_diff(s.process(frames[1]), torch_reference(student.model, frames[1])) <= LEVELS
+        assert all(
+            a is b
+            for a, b in zip(kept, (backend._buffer, backend._output, *backend._planes.get(H, W)), strict=True)
+        )
+
+
+def test_host_conversions_with_reused_buffers_are_exact():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
+    buffers = PlaneBuffers()
+    for swap in (False, True):
+        x = nhwc_u8_to_nchw_f32(frames, swap_rb=swap, buffers=buffers)
+        src = frames[..., ::-1] if swap else frames
+        assert np.array_equal(x, src.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255))
+        y = rng.normal(0.5, 0.6, x.shape).astype(np.float32)
+        y[0, 0, 0, 0] = np.nan
+        expected = (
+            np.round(np.clip(np.nan_to_num(y, nan=0.0), 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        )
+        expected = expected[..., ::-1] if swap else expected
+        before = y.copy()
+        kept = nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers)
+        assert np.array_equal(kept, expected) and np.array_equal(y, before, equal_nan=True)
+        assert np.array_equal(nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers, overwrite=True), expected)
+        assert np.nanmin(y) >= 0  # overwrite=True clipped the scratch buffer in place
 
 
 def test_process_batch_array_list_and_mixed_sizes(student, frames):
