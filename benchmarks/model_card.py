@@ -35,7 +35,7 @@ from kd_trainer.degrade import EVAL_PRESETS, available_presets, degrade
 from kd_trainer.evaluate import evaluate, torch_restorer
 from kd_trainer.io import atomic_write_bytes, read_image
 from kd_trainer.metrics import psnr, ssim
-from kd_trainer.models.student import count_macs, count_params, load_student
+from kd_trainer.models.student import count_macs, count_params, load_student, registry_name
 from kd_trainer.paths import cache_dir
 
 Restorer = Callable[[np.ndarray], np.ndarray]
@@ -120,7 +120,7 @@ def _student_meta(path: Path) -> dict[str, Any]:
     return {
         "recipe": {k: v for k, v in sorted(cfg.items()) if k not in TWIN_FREE_KEYS},
         "path": str(path),
-        "model": ckpt.get("name"),
+        "model": registry_name(model.config) or ckpt.get("name"),
         "params": count_params(model),
         "gmac_1080p": count_macs(model) / 1e9,
         "teacher": cfg.get("teacher"),
@@ -198,6 +198,12 @@ def kd_pairs(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "twin": twin,
                 "seed": meta["recipe"].get("seed"),
                 "model": meta["model"],
+                # pairs whose recipes differ only in the seeds repeat one experiment (averaged in the card)
+                "experiment": json.dumps(
+                    {k: v for k, v in meta["recipe"].items() if k not in ("seed", "data_seed")},
+                    sort_keys=True,
+                    default=str,
+                ),
                 "delta": delta,
             }
         )
@@ -221,16 +227,16 @@ def _kd_lines(pairs: list[dict[str, Any]], presets: list[str]) -> list[str]:
         lines.append(
             f"| {pair['kd']} | {pair['twin']} | {pair['seed']} | " + " | ".join(cells) + f" | {mean:+.2f} |"
         )
-    by_model: dict[str, list[dict[str, Any]]] = {}
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
     for pair in pairs:
-        by_model.setdefault(pair["model"], []).append(pair)
-    for model, group in by_model.items():
+        by_experiment.setdefault(pair["experiment"], []).append(pair)
+    for group in by_experiment.values():
         if len(group) < 2:
             continue
         avg = {p: float(np.mean([g["delta"][p] for g in group])) for p in presets}
         cells = [f"{avg[p]:+.2f}" for p in presets]
         lines.append(
-            f"| **{model}: mean of {len(group)} seeds** | | | "
+            f"| **{group[0]['kd']} ({group[0]['model']}): mean of {len(group)} seeds** | | | "
             + " | ".join(cells)
             + f" | {float(np.mean(list(avg.values()))):+.2f} |"
         )
@@ -327,7 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--teacher-crop", type=int, default=256, help="0 = skip the teacher")
     ap.add_argument("-o", "--output", default="docs/model_card.md")
+    ap.add_argument(
+        "--from-json",
+        metavar="JSON",
+        help="re-render the card from a previous run's JSON (no measuring; e.g. after changing the layout)",
+    )
     args = ap.parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        result["kd_pairs"] = kd_pairs(result)
+        _write(result, Path(args.output))
+        return 0
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     presets = [p for p in EVAL_PRESETS if p in available_presets()] + ["clean"]
@@ -377,11 +393,14 @@ def main(argv: list[str] | None = None) -> int:
             result["teacher_windows"] = teacher_windows(frames, restorers, args.teacher_crop)
         except Exception as exc:  # the card is still useful without the teacher
             result["teacher_note"] = f"skipped ({exc})"
-    out = Path(args.output)
+    _write(result, Path(args.output))
+    return 0
+
+
+def _write(result: dict[str, Any], out: Path) -> None:
     atomic_write_bytes(out, render(result).encode())
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(result, indent=2, default=float).encode())
     print(f"wrote {out} and {out.with_suffix('.json')}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -64,3 +64,7 @@ def test_model_card_pairs_each_distilled_run_with_its_beta0_twin(photo_dirs, tmp
     q = data["quality"]
     assert pair["delta"]["call"] == q["kd"]["call"]["psnr_out"] - q["twin"]["call"]["psnr_out"]
     assert "## What the teacher term adds" in out.read_text()
+    # re-rendering from the JSON reproduces the card without measuring anything again
+    again = tmp_path / "again.md"
+    assert main(["--from-json", str(out.with_suffix(".json")), "-o", str(again)]) == 0
+    assert again.read_text() == out.read_text()

@@ -9,6 +9,7 @@ from kd_trainer.models.student import (
     build_student,
     count_macs,
     load_student,
+    registry_name,
     save_checkpoint,
 )
 from tests.helpers import perturbed_student
@@ -39,6 +40,11 @@ def test_mac_count_matches_torch_flop_counter(name: str) -> None:
     with FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, h, w))
     assert count_macs(model, h, w) == counter.get_total_flops() // 2
+
+
+def test_registry_name_finds_a_shape() -> None:
+    assert registry_name(build_student("runet-f").config) == "runet-f"
+    assert registry_name(StudentConfig(4, (16,), (3,))) is None
 
 
 def test_fast_students_are_within_their_budget() -> None:

@@ -111,6 +111,11 @@ def get_config(name: str) -> StudentConfig:
         raise KeyError(f"unknown student {name!r}; registered: {', '.join(STUDENTS)}") from None
 
 
+def registry_name(config: StudentConfig) -> str | None:
+    """The registry name of a student shape (None for a shape that is not registered)."""
+    return next((name for name, cfg in STUDENTS.items() if cfg == config), None)
+
+
 class ResBlock(nn.Module):
     """x + conv3x3(relu(conv3x3(x)))."""
 
