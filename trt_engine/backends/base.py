@@ -138,9 +138,9 @@ def nchw_f32_to_nhwc_u8(
     levels = (buffers or PlaneBuffers()).get(h, w)
     for i in range(n):
         for ch in range(3):
-            plane = x[i, ch] if overwrite and x[i, ch].flags.c_contiguous and x.dtype == np.float32 else None
-            if plane is None:
-                plane = np.array(x[i, ch], dtype=np.float32, order="C")
+            plane = x[i, ch]
+            if not (overwrite and plane.flags.c_contiguous and plane.dtype == np.float32):
+                plane = np.array(plane, dtype=np.float32, order="C")  # a private copy to clip
             # Negative values -> 0; convertScaleAbs then maps NaN to 0, saturates above 255, rounds to even.
             cv2.threshold(plane, 0.0, 0.0, cv2.THRESH_TOZERO, dst=plane)
             cv2.convertScaleAbs(plane, dst=levels[ch], alpha=255.0)
