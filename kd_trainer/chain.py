@@ -1,0 +1,504 @@
+"""Randomised video-call degradation chains, and the held-out test families.
+
+A call degrades a frame in steps, and real pipelines differ in every step: the sender's camera blurs,
+shakes, adds noise or over-sharpens; the sender down-scales (1.5-3x) with some scaler; a codec quantises
+(H.264 in one of several rate-control modes and presets, VP8, JPEG for stills, or nothing); the receiver
+up-scales with its own scaler. :class:`Chain` is one such pipeline with every step's variant spelled out,
+:func:`sample_train_chain` draws one for training with every step's variant randomised, and a share of
+training chains is *clean* (the target is the input itself), so the student learns to leave good frames alone.
+
+Test families (:data:`TEST_FAMILIES`) use step variants that training never draws, so a score on them says
+how the student handles pipelines it never saw:
+
+* scalers: Pillow's antialiased Lanczos-3 down-scale, Pillow's bicubic (Catmull-Rom, a = -0.5) and
+  Lanczos-3 up-scales (training uses OpenCV's area/bilinear/bicubic (a = -0.75)/Lanczos-4/nearest);
+* codecs: x264 in average-bitrate mode with the ``medium`` preset over an 8-frame clip with camera motion
+  (training uses constant-rate-factor mode, faster presets and clips of at most 4 frames), and VP8 (libvpx),
+  which training never sees;
+* noise: luma-heavy sensor noise added in YUV (training adds RGB Gaussian and signal-dependent noise);
+* stills: Pillow's JPEG encoder without chroma subsampling (training uses OpenCV's 4:2:0 encoder).
+
+Everything is seeded: the same (image, chain, seed) always gives the same frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from kd_trainer.degrade import (
+    add_noise,
+    gaussian_blur,
+    has_h264,
+    jpeg,
+    motion_blur,
+    rgb_to_yuv420,
+    yuv420_to_rgb,
+)
+
+#: OpenCV scalers used in training (name -> cv2 flag).
+CV2_SCALERS = {
+    "area": cv2.INTER_AREA,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+    "nearest": cv2.INTER_NEAREST,
+}
+#: Pillow scalers, kept out of training (name -> PIL filter).
+PIL_SCALERS = {
+    "pil-bicubic": Image.Resampling.BICUBIC,
+    "pil-lanczos": Image.Resampling.LANCZOS,
+    "pil-bilinear": Image.Resampling.BILINEAR,
+}
+TRAIN_DOWN_SCALERS = ("area", "bilinear", "bicubic")
+TRAIN_UP_SCALERS = ("bilinear", "bicubic", "lanczos", "area", "nearest")
+TRAIN_H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
+
+
+def resize(img: np.ndarray, size: tuple[int, int], scaler: str) -> np.ndarray:
+    """Resize uint8 RGB ``img`` to ``size`` = (width, height) with a named scaler."""
+    if scaler in CV2_SCALERS:
+        return cv2.resize(img, size, interpolation=CV2_SCALERS[scaler])
+    if scaler in PIL_SCALERS:
+        return np.asarray(Image.fromarray(img).resize(size, PIL_SCALERS[scaler]))
+    raise KeyError(f"unknown scaler {scaler!r}; known: {', '.join([*CV2_SCALERS, *PIL_SCALERS])}")
+
+
+def small_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """The sender's frame size for a down-scale by ``factor`` (even, at least 16 x 16)."""
+    return max(16, round(width / factor / 2) * 2), max(16, round(height / factor / 2) * 2)
+
+
+def unsharp(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """A camera's own sharpening: ``img + amount * (img - blur(img))`` with halos and clipping."""
+    blurred = gaussian_blur(img, sigma)
+    return cv2.addWeighted(img, 1.0 + amount, blurred, -amount, 0.0)
+
+
+def signal_noise(img: np.ndarray, sigma: float, gain: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise whose variance grows with brightness (shot noise) plus a floor ``sigma``."""
+    x = img.astype(np.float32)
+    std = np.sqrt(sigma**2 + gain * x)
+    return np.clip(np.rint(x + rng.standard_normal(x.shape).astype(np.float32) * std), 0, 255).astype(
+        np.uint8
+    )
+
+
+def yuv_noise(
+    img: np.ndarray, luma_sigma: float, chroma_sigma: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Sensor-like noise added in BT.709 YUV: independent luma noise and coarse (2x2) chroma noise."""
+    h, w = img.shape[:2]
+    he, we = h + h % 2, w + w % 2
+    padded = np.pad(img, ((0, he - h), (0, we - w), (0, 0)), mode="edge")
+    y, u, v = (p.astype(np.float32) for p in rgb_to_yuv420(padded))
+    y += rng.normal(0, luma_sigma, y.shape).astype(np.float32)
+    u += rng.normal(0, chroma_sigma, u.shape).astype(np.float32)
+    v += rng.normal(0, chroma_sigma, v.shape).astype(np.float32)
+    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v)]
+    return yuv420_to_rgb(*planes)[:h, :w]
+
+
+# ------------------------------------------------------------------------------------------------ codecs
+def jpeg444(img: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG through Pillow without chroma subsampling (training uses OpenCV's 4:2:0 encoder)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=int(quality), subsampling=0)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _pack(frame: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """RGB (any size) -> PyAV's flat yuv420p array of the frame padded to whole 16x16 macroblocks."""
+    h, w = frame.shape[:2]
+    ph, pw = h + (-h) % 16, w + (-w) % 16
+    if (ph, pw) != (h, w):
+        frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    y, u, v = rgb_to_yuv420(frame)
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(ph * 3 // 2, pw), ph, pw
+
+
+def _unpack(arr: np.ndarray, ph: int, pw: int, h: int, w: int) -> np.ndarray:
+    flat = arr.reshape(-1)
+    y = flat[: ph * pw].reshape(ph, pw)
+    u = flat[ph * pw : ph * pw * 5 // 4].reshape(ph // 2, pw // 2)
+    v = flat[ph * pw * 5 // 4 : ph * pw * 3 // 2].reshape(ph // 2, pw // 2)
+    return yuv420_to_rgb(y, u, v)[:h, :w]
+
+
+def video_round_trip(
+    frames: Sequence[np.ndarray],
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
+    bit_rate: int = 0,
+    fps: int = 30,
+) -> list[np.ndarray]:
+    """Encode RGB frames as one stream (I frame then P frames) and decode every frame back.
+
+    ``codec`` is a PyAV encoder (``libx264`` or ``libvpx``); ``bit_rate`` > 0 selects average-bitrate
+    rate control (bits per second at ``fps``), else ``options`` should hold the rate control (e.g. ``crf``).
+    Colour goes through the project's accurate BT.709 limited-range conversion both ways.
+    """
+    import av
+
+    h, w = frames[0].shape[:2]
+    packed = [_pack(f) for f in frames]
+    ph, pw = packed[0][1], packed[0][2]
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height, enc.pix_fmt = pw, ph, "yuv420p"
+    enc.time_base = Fraction(1, fps)
+    enc.framerate = Fraction(fps, 1)
+    if bit_rate:
+        enc.bit_rate = int(bit_rate)
+    enc.options = dict(options or {})
+    packets = []
+    for i, (arr, _, _) in enumerate(packed):
+        vf = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+        vf.pts = i
+        packets.extend(enc.encode(vf))
+    packets.extend(enc.encode(None))
+    dec = av.CodecContext.create("h264" if codec == "libx264" else "libvpx", "r")
+    decoded = [df for p in packets for df in dec.decode(p)] + list(dec.decode(None))
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"{codec} round trip returned {len(decoded)} frames for {len(frames)}")
+    return [_unpack(df.to_ndarray(format="yuv420p"), ph, pw, h, w) for df in decoded]
+
+
+# ------------------------------------------------------------------------------------------------ chain
+@dataclass(frozen=True)
+class Chain:
+    """One video-call pipeline, every step's variant spelled out (defaults: a step that does nothing)."""
+
+    clean: bool = False  # the frame arrives untouched: the target is the input
+    blur_sigma: float = 0.0  # camera softness (Gaussian)
+    motion_len: int = 0  # camera shake (linear motion blur, pixels)
+    motion_angle: float = 0.0
+    oversharpen: float = 0.0  # camera's own unsharp mask amount (halos), radius ``oversharpen_sigma``
+    oversharpen_sigma: float = 1.5
+    noise: str = "none"  # none | gauss | signal | yuv
+    noise_sigma: float = 0.0
+    noise_gain: float = 0.0  # signal-dependent noise: variance += gain * level
+    down: float = 1.0  # sender down-scale factor
+    down_scaler: str = "area"
+    codec: str = "none"  # none | jpeg | jpeg444 | h264 | vp8
+    quality: int = 0  # JPEG quality, or x264 CRF when bitrate == 0
+    bitrate_bpp: float = 0.0  # average-bitrate mode: bits per pixel per frame of the sent frame
+    preset: str = "veryfast"  # x264 preset
+    clip_frames: int = 1  # frames in the coded clip (the last one is kept); > 1 adds P frames
+    pan: float = 0.0  # camera pan in full-resolution pixels per frame across the clip
+    up_scaler: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The non-default fields (what this chain actually does)."""
+        default = Chain()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+    def describe(self) -> str:
+        """One line, for reports."""
+        if self.clean:
+            return "clean"
+        parts = []
+        if self.blur_sigma:
+            parts.append(f"blur {self.blur_sigma:.2g}")
+        if self.motion_len:
+            parts.append(f"motion {self.motion_len}px")
+        if self.oversharpen:
+            parts.append(f"camera sharpening {self.oversharpen:.2g}")
+        if self.noise != "none":
+            parts.append(f"{self.noise} noise {self.noise_sigma:.2g}")
+        if self.down > 1:
+            parts.append(f"down {self.down:.2g}x ({self.down_scaler})")
+        if self.codec in ("jpeg", "jpeg444"):
+            parts.append(f"JPEG q{self.quality}" + (" 4:4:4 (Pillow)" if self.codec == "jpeg444" else ""))
+        elif self.codec in ("h264", "vp8"):
+            rate = f"{self.bitrate_bpp:.3g} bpp" if self.bitrate_bpp else f"crf {self.quality}"
+            preset = f"{self.preset}, " if self.codec == "h264" else ""
+            parts.append(f"{self.codec} {rate} ({preset}{self.clip_frames} frames)")
+        if self.down > 1:
+            parts.append(f"up ({self.up_scaler})")
+        return ", ".join(parts) or "none"
+
+
+def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _camera(img: np.ndarray, chain: Chain, rng: np.random.Generator) -> np.ndarray:
+    """The sender's camera: softness, shake, its own sharpening, sensor noise."""
+    out = gaussian_blur(img, chain.blur_sigma)
+    if chain.motion_len > 1:
+        out = motion_blur(out, chain.motion_len, chain.motion_angle)
+    if chain.oversharpen > 0:
+        out = unsharp(out, chain.oversharpen, chain.oversharpen_sigma)
+    if chain.noise == "gauss":
+        out = add_noise(out, chain.noise_sigma, rng)
+    elif chain.noise == "signal":
+        out = signal_noise(out, chain.noise_sigma, chain.noise_gain, rng)
+    elif chain.noise == "yuv":
+        out = yuv_noise(out, chain.noise_sigma, chain.noise_sigma * 0.7, rng)
+    return out
+
+
+def _codec(frames: list[np.ndarray], chain: Chain) -> np.ndarray:
+    """Code the sent frames and return the last decoded one."""
+    if chain.codec == "none":
+        return frames[-1]
+    if chain.codec == "jpeg":
+        return jpeg(frames[-1], chain.quality)
+    if chain.codec == "jpeg444":
+        return jpeg444(frames[-1], chain.quality)
+    h, w = frames[0].shape[:2]
+    if chain.codec == "h264":
+        options = {"preset": chain.preset, "tune": "zerolatency", "threads": "1"}
+        bit_rate = 0
+        if chain.bitrate_bpp:
+            bit_rate = int(chain.bitrate_bpp * w * h * 30)
+        else:
+            options["crf"] = str(int(chain.quality))
+        return video_round_trip(frames, "libx264", options, bit_rate)[-1]
+    if chain.codec == "vp8":
+        bit_rate = int(chain.bitrate_bpp * w * h * 30)
+        # "good" deadline: libvpx's realtime mode adapts its speed to the clock, so its output would vary
+        options = {"deadline": "good", "cpu-used": "5", "lag-in-frames": "0", "threads": "1"}
+        return video_round_trip(frames, "libvpx", options, bit_rate)[-1]
+    raise ValueError(f"unknown codec {chain.codec!r}")
+
+
+def apply_chain(img: np.ndarray, chain: Chain, seed: int = 0) -> np.ndarray:
+    """Degrade uint8 RGB ``img`` (the ground truth of the clip's last frame) through ``chain``.
+
+    With ``clip_frames`` > 1 the camera pans towards ``img`` over the clip, so the codec sees real motion
+    and the kept (last) frame is a P frame, as in a call.
+    """
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"apply_chain expects an HxWx3 uint8 image, got shape {img.shape} dtype {img.dtype}")
+    if chain.clean:
+        return img.copy()
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    n = max(1, chain.clip_frames)
+    angle = rng.uniform(0, 2 * np.pi)
+    sent = []
+    for i in range(n):
+        back = (n - 1 - i) * chain.pan
+        frame = _shift(img, back * np.cos(angle), back * np.sin(angle)) if back else img
+        frame = _camera(frame, chain, rng)
+        if chain.down > 1:
+            frame = resize(frame, small_size(w, h, chain.down), chain.down_scaler)
+        sent.append(frame)
+    received = _codec(sent, chain)
+    if chain.down > 1:
+        received = resize(received, (w, h), chain.up_scaler)
+    return np.ascontiguousarray(received)
+
+
+# ------------------------------------------------------------------------------------------ training chains
+#: Share of training chains that are clean (target = input).
+CLEAN_SHARE = 0.15
+
+
+def sample_train_chain(rng: np.random.Generator, h264: bool | None = None) -> Chain:
+    """A random call pipeline for training; every step's variant is drawn (see the module docstring)."""
+    if h264 is None:
+        h264 = has_h264()
+    if rng.random() < CLEAN_SHARE:
+        return Chain(clean=True)
+    p: dict[str, Any] = {}
+    r = rng.random()
+    if r < 0.75:
+        p["blur_sigma"] = float(rng.uniform(0.0, 1.5)) if rng.random() < 0.8 else 0.0
+    if rng.random() < 0.2:
+        p["motion_len"], p["motion_angle"] = int(rng.integers(2, 8)), float(rng.uniform(0, 180))
+    if rng.random() < 0.15:
+        p["oversharpen"], p["oversharpen_sigma"] = float(rng.uniform(0.3, 1.2)), float(rng.uniform(0.8, 2.0))
+    noise = rng.random()
+    if noise < 0.2:
+        p["noise"], p["noise_sigma"] = "gauss", float(rng.uniform(1.0, 6.0))
+    elif noise < 0.35:
+        p["noise"], p["noise_sigma"], p["noise_gain"] = (
+            "signal",
+            float(rng.uniform(0.5, 2.5)),
+            float(rng.uniform(0.02, 0.12)),
+        )
+    if rng.random() < 0.85:
+        p["down"] = float(rng.uniform(1.5, 3.0))
+        p["down_scaler"] = str(rng.choice(TRAIN_DOWN_SCALERS))
+        p["up_scaler"] = str(rng.choice(TRAIN_UP_SCALERS))
+    codec = rng.random()
+    if codec < 0.55 and h264:
+        p["codec"], p["quality"] = "h264", int(rng.integers(23, 42))
+        p["preset"] = str(rng.choice(TRAIN_H264_PRESETS))
+        if rng.random() < 0.5:
+            p["clip_frames"], p["pan"] = int(rng.integers(2, 5)), float(rng.uniform(0.3, 3.0))
+    elif codec < 0.85:
+        p["codec"], p["quality"] = "jpeg", int(rng.integers(20, 91))
+    return Chain(**p)
+
+
+# ------------------------------------------------------------------------------------------ test families
+@dataclass(frozen=True)
+class Family:
+    """A named kind of damage for evaluation: a chain factory drawing small per-frame variations."""
+
+    name: str
+    description: str
+    make: Callable[[np.random.Generator], Chain]
+    realistic_call: bool = False  # a family the >= +1 dB call target applies to
+
+
+def _call_540p(rng: np.random.Generator) -> Chain:
+    return Chain(
+        blur_sigma=float(rng.uniform(0.3, 0.8)),
+        down=2.0,
+        down_scaler="pil-lanczos",
+        codec="h264",
+        bitrate_bpp=float(rng.uniform(0.018, 0.03)),  # ~300-470 kbit/s at 960x540, 30 fps
+        preset="medium",
+        clip_frames=8,
+        pan=float(rng.uniform(0.5, 2.0)),
+        up_scaler="pil-bicubic",
+    )
+
+
+def _call_360p(rng: np.random.Generator) -> Chain:
+    return Chain(
+        blur_sigma=float(rng.uniform(0.3, 0.8)),
+        down=3.0,
+        down_scaler="pil-bilinear",
+        codec="h264",
+        bitrate_bpp=float(rng.uniform(0.03, 0.05)),  # ~200-350 kbit/s at 640x360, 30 fps
+        preset="medium",
+        clip_frames=8,
+        pan=float(rng.uniform(0.5, 2.0)),
+        up_scaler="pil-lanczos",
+    )
+
+
+def _vp8_call(rng: np.random.Generator) -> Chain:
+    return Chain(
+        blur_sigma=float(rng.uniform(0.3, 0.8)),
+        down=2.0,
+        down_scaler="pil-lanczos",
+        codec="vp8",
+        bitrate_bpp=float(rng.uniform(0.03, 0.05)),
+        clip_frames=8,
+        pan=float(rng.uniform(0.5, 2.0)),
+        up_scaler="pil-bicubic",
+    )
+
+
+def _mixed(rng: np.random.Generator) -> Chain:
+    return Chain(
+        blur_sigma=float(rng.uniform(0.8, 1.2)),
+        motion_len=int(rng.integers(2, 4)),
+        motion_angle=float(rng.uniform(0, 180)),
+        noise="yuv",
+        noise_sigma=float(rng.uniform(2.0, 3.5)),
+        down=float(rng.uniform(1.6, 2.4)),
+        down_scaler="pil-lanczos",
+        codec="h264",
+        bitrate_bpp=float(rng.uniform(0.04, 0.07)),
+        preset="medium",
+        clip_frames=8,
+        pan=float(rng.uniform(0.5, 2.0)),
+        up_scaler="pil-bicubic",
+    )
+
+
+TEST_FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "call-540p",
+            "camera softness, Lanczos down to 540p, x264 ~400 kbit/s (8-frame clip), bicubic up",
+            _call_540p,
+            realistic_call=True,
+        ),
+        Family(
+            "call-360p",
+            "camera softness, bilinear down to 360p, x264 ~270 kbit/s (8-frame clip), Lanczos up",
+            _call_360p,
+            realistic_call=True,
+        ),
+        Family(
+            "vp8-call",
+            "camera softness, down to 540p, VP8 (a codec training never saw), bicubic up",
+            _vp8_call,
+        ),
+        Family(
+            "mixed",
+            "blur + shake + YUV sensor noise + down 1.6-2.4x + x264 + bicubic up",
+            _mixed,
+            realistic_call=True,
+        ),
+        Family(
+            "soft-camera",
+            "Gaussian camera softness sigma 0.6-1.2, nothing else",
+            lambda r: Chain(blur_sigma=float(r.uniform(0.6, 1.2))),
+        ),
+        Family(
+            "upscale",
+            "clean 2x down (Pillow Lanczos) and up (Pillow bicubic), no codec",
+            lambda r: Chain(down=2.0, down_scaler="pil-lanczos", up_scaler="pil-bicubic"),
+        ),
+        Family(
+            "jpeg",
+            "JPEG quality 25-40 at full size, Pillow's 4:4:4 encoder",
+            lambda r: Chain(codec="jpeg444", quality=int(r.integers(25, 41))),
+        ),
+        Family(
+            "noise",
+            "YUV sensor noise, luma sigma 2-4",
+            lambda r: Chain(noise="yuv", noise_sigma=float(r.uniform(2.0, 4.0))),
+        ),
+        Family(
+            "motion",
+            "camera shake: motion blur 3-6 px at any angle",
+            lambda r: Chain(motion_len=int(r.integers(3, 7)), motion_angle=float(r.uniform(0, 180))),
+        ),
+        Family(
+            "oversharpened",
+            "a camera that over-sharpens, then 2x down, x264 crf 30, up (Pillow bicubic)",
+            lambda r: Chain(
+                oversharpen=float(r.uniform(0.6, 1.0)),
+                oversharpen_sigma=1.5,
+                down=2.0,
+                down_scaler="pil-lanczos",
+                codec="h264",
+                quality=30,
+                preset="medium",
+                up_scaler="pil-bicubic",
+            ),
+        ),
+        Family("clean", "untouched frames: the student must leave them alone", lambda r: Chain(clean=True)),
+    )
+}
+
+
+def family_chain(name: str, frame_index: int) -> Chain:
+    """The chain of family ``name`` for the ``frame_index``-th test frame (deterministic)."""
+    try:
+        family = TEST_FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown test family {name!r}; known: {', '.join(TEST_FAMILIES)}") from None
+    return family.make(np.random.default_rng([frame_index, sum(name.encode())]))
+
+
+def degrade_family(img: np.ndarray, name: str, frame_index: int) -> tuple[np.ndarray, Chain]:
+    """Degrade a test frame by family ``name``; returns the frame and the chain that made it."""
+    chain = family_chain(name, frame_index)
+    return apply_chain(img, chain, seed=frame_index), chain

@@ -1,0 +1,138 @@
+"""Randomised call chains and the held-out test families (kd_trainer.chain)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kd_trainer.chain import (
+    CLEAN_SHARE,
+    PIL_SCALERS,
+    TEST_FAMILIES,
+    TRAIN_DOWN_SCALERS,
+    TRAIN_H264_PRESETS,
+    TRAIN_UP_SCALERS,
+    Chain,
+    apply_chain,
+    degrade_family,
+    family_chain,
+    resize,
+    sample_train_chain,
+    video_round_trip,
+    yuv_noise,
+)
+from kd_trainer.degrade import has_h264
+from kd_trainer.metrics import psnr
+
+
+def _scene(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    img = np.stack([base, base * 0.8 + 20, 255 - base], axis=-1) + rng.normal(0, 8, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_training_chains_randomise_every_step_and_include_clean_samples() -> None:
+    rng = np.random.default_rng(0)
+    chains = [sample_train_chain(rng, h264=True) for _ in range(800)]
+    clean = sum(c.clean for c in chains) / len(chains)
+    assert abs(clean - CLEAN_SHARE) < 0.05
+    dirty = [c for c in chains if not c.clean]
+    assert {c.down_scaler for c in dirty if c.down > 1} == set(TRAIN_DOWN_SCALERS)
+    assert {c.up_scaler for c in dirty if c.down > 1} == set(TRAIN_UP_SCALERS)
+    assert {c.codec for c in dirty} == {"none", "jpeg", "h264"}
+    assert {c.preset for c in dirty if c.codec == "h264"} == set(TRAIN_H264_PRESETS)
+    assert {c.noise for c in dirty} == {"none", "gauss", "signal"}
+    assert any(c.oversharpen > 0 for c in dirty) and any(c.motion_len > 1 for c in dirty)
+    assert any(c.clip_frames > 1 for c in dirty)
+    assert all(1.5 <= c.down <= 3.0 for c in dirty if c.down > 1)
+
+
+def test_test_families_use_variants_training_never_draws() -> None:
+    rng = np.random.default_rng(1)
+    train = [sample_train_chain(rng, h264=True) for _ in range(2000)]
+    train_scalers = {c.down_scaler for c in train} | {c.up_scaler for c in train}
+    assert not train_scalers & set(PIL_SCALERS)
+    assert not any(c.codec in ("vp8", "jpeg444") or c.bitrate_bpp or c.noise == "yuv" for c in train)
+    for name in TEST_FAMILIES:
+        chain = family_chain(name, 0)
+        if chain.clean:
+            continue
+        held_out = (
+            chain.down_scaler in PIL_SCALERS
+            or chain.codec in ("vp8", "jpeg444")
+            or chain.bitrate_bpp > 0
+            or chain.noise == "yuv"
+            or chain.preset not in TRAIN_H264_PRESETS
+            or chain.codec == "none"  # single-step families: the step's strength is what is tested
+        )
+        assert held_out, name
+    assert {n for n, f in TEST_FAMILIES.items() if f.realistic_call} >= {"call-540p", "mixed"}
+
+
+def test_apply_chain_is_deterministic_and_clean_is_identity() -> None:
+    img = _scene()
+    chain = Chain(blur_sigma=1.0, noise="gauss", noise_sigma=3.0, down=2.0, codec="jpeg", quality=40)
+    a, b = apply_chain(img, chain, seed=3), apply_chain(img, chain, seed=3)
+    assert np.array_equal(a, b) and a.shape == img.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, apply_chain(img, chain, seed=4))  # fresh noise
+    assert np.array_equal(apply_chain(img, Chain(clean=True)), img)
+    assert psnr(img, a) < 35
+
+
+def test_apply_chain_rejects_bad_frames() -> None:
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        apply_chain(np.zeros((8, 8), np.uint8), Chain())
+
+
+def test_stronger_steps_degrade_more() -> None:
+    img = _scene(128, 128)
+    mild = apply_chain(img, Chain(blur_sigma=0.5))
+    strong = apply_chain(img, Chain(blur_sigma=1.5))
+    assert psnr(img, strong) < psnr(img, mild)
+    q90 = apply_chain(img, Chain(codec="jpeg", quality=90))
+    q20 = apply_chain(img, Chain(codec="jpeg", quality=20))
+    assert psnr(img, q20) < psnr(img, q90)
+
+
+def test_scalers_differ_and_unknown_scaler_is_refused() -> None:
+    img = _scene(64, 64)
+    outs = {s: resize(img, (128, 128), s) for s in ("bilinear", "bicubic", "pil-bicubic", "pil-lanczos")}
+    assert all(o.shape == (128, 128, 3) for o in outs.values())
+    assert not np.array_equal(outs["bicubic"], outs["pil-bicubic"])  # a = -0.75 vs -0.5
+    with pytest.raises(KeyError, match="unknown scaler"):
+        resize(img, (8, 8), "magic")
+
+
+def test_yuv_noise_is_mostly_luma() -> None:
+    img = np.full((64, 64, 3), 128, np.uint8)
+    noisy = yuv_noise(img, 4.0, 0.0, np.random.default_rng(0)).astype(float)
+    diff = noisy - 128
+    assert diff.std() > 2  # there is noise
+    assert np.corrcoef(diff[..., 0].ravel(), diff[..., 2].ravel())[0, 1] > 0.9  # same in R and B: luma
+
+
+@pytest.mark.skipif(not has_h264(), reason="needs PyAV with libx264")
+def test_video_round_trip_keeps_every_frame_and_bitrate_controls_quality() -> None:
+    frames = [np.roll(_scene(96, 128, 0), i, axis=1) for i in range(4)]
+    low = video_round_trip(frames, "libx264", {"preset": "veryfast"}, bit_rate=20_000)
+    high = video_round_trip(frames, "libx264", {"preset": "veryfast"}, bit_rate=2_000_000)
+    assert len(low) == len(high) == 4 and low[0].shape == frames[0].shape
+    assert psnr(frames[-1], low[-1]) < psnr(frames[-1], high[-1])
+
+
+@pytest.mark.skipif(not has_h264(), reason="needs PyAV with libx264 and libvpx")
+def test_every_family_degrades_deterministically() -> None:
+    img = _scene(96, 128, 2)
+    for name in TEST_FAMILIES:
+        out, chain = degrade_family(img, name, 0)
+        again, _ = degrade_family(img, name, 0)
+        assert np.array_equal(out, again), name
+        assert out.shape == img.shape
+        if chain.clean:
+            assert np.array_equal(out, img)
+        else:
+            assert psnr(img, out) < 60, name
+    with pytest.raises(KeyError, match="unknown test family"):
+        family_chain("nope", 0)
