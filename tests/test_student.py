@@ -97,3 +97,35 @@ def test_config_validation() -> None:
         StudentConfig.from_dict({"unshuffle": 2, "widths": [8], "blocks": [1], "depth": 3})
     with pytest.raises(KeyError, match="registered"):
         build_student("runet-xl")
+
+
+def test_gain_bands_start_as_identity_and_equal_a_luma_unsharp_mask_at_constant_gain() -> None:
+    import torch.nn.functional as F
+
+    from kd_trainer.models.student import LUMA, ResidualUNet, StudentConfig, gaussian_kernel
+
+    for scale, kernel in ((4, 5), (2, 5), (4, 3)):
+        model = ResidualUNet(StudentConfig(scale, (16,), (1,), bands=2, band_kernel=kernel)).eval()
+        x = torch.rand(1, 3, 40, 56)
+        with torch.no_grad():
+            assert torch.allclose(model(x), x, atol=1e-6)  # zero-initialised gains: identity
+            model.bands.gain.bias.copy_(torch.tensor([0.7, 0.3]))
+            y = model(x)
+            luma = sum(w * x[:, c : c + 1] for c, w in enumerate(LUMA))
+            expected = x.clone()
+            for band, gain in enumerate((0.7, 0.3)):
+                k = gaussian_kernel(kernel, 0.6 * 2**band)[None, None]
+                blurred = F.conv2d(F.pad(luma, (kernel // 2,) * 4, mode="reflect"), k)
+                expected = expected + gain * (luma - blurred)
+        assert torch.allclose(y, expected, atol=1e-5), (scale, kernel)
+
+
+def test_gain_band_config_is_validated_and_round_trips() -> None:
+    from kd_trainer.models.student import StudentConfig
+
+    cfg = StudentConfig(4, (16,), (1,), bands=1, band_kernel=3)
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="bands"):
+        StudentConfig(4, (16,), (1,), bands=9)
+    with pytest.raises(ValueError, match="band_kernel"):
+        StudentConfig(4, (16,), (1,), bands=1, band_kernel=4)

@@ -40,6 +40,8 @@ class StudentConfig:
     detail: int = (
         0  # kernel size of a full-resolution linear 3->3 "detail" conv added to the output (0 = none)
     )
+    bands: int = 0  # full-resolution luma high-pass bands steered by per-pixel gains (0 = none)
+    band_kernel: int = 5  # kernel size of the band filters
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +53,10 @@ class StudentConfig:
             raise ValueError(f"widths must be >= 1 and blocks >= 0: {self.widths}, {self.blocks}")
         if self.detail < 0 or (self.detail and self.detail % 2 == 0):
             raise ValueError(f"detail must be 0 or an odd kernel size, got {self.detail}")
+        if not 0 <= self.bands <= 8:
+            raise ValueError(f"bands must be in 0..8, got {self.bands}")
+        if self.band_kernel < 3 or self.band_kernel % 2 == 0 or self.band_kernel > 9:
+            raise ValueError(f"band_kernel must be an odd size in 3..9, got {self.band_kernel}")
 
     @property
     def multiple(self) -> int:
@@ -63,11 +69,21 @@ class StudentConfig:
             "widths": list(self.widths),
             "blocks": list(self.blocks),
             "detail": self.detail,
+            "bands": self.bands,
+            "band_kernel": self.band_kernel,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
-        unknown = set(data) - {"unshuffle", "widths", "blocks", "detail", "description"}
+        unknown = set(data) - {
+            "unshuffle",
+            "widths",
+            "blocks",
+            "detail",
+            "bands",
+            "band_kernel",
+            "description",
+        }
         if unknown:
             raise ValueError(f"unknown student config keys: {sorted(unknown)}")
         return cls(
@@ -75,6 +91,8 @@ class StudentConfig:
             widths=tuple(int(w) for w in data["widths"]),
             blocks=tuple(int(b) for b in data["blocks"]),
             detail=int(data.get("detail", 0)),
+            bands=int(data.get("bands", 0)),
+            band_kernel=int(data.get("band_kernel", 5)),
         )
 
 
@@ -85,6 +103,20 @@ STUDENTS: dict[str, StudentConfig] = {
     "runet-s": StudentConfig(2, (32, 64, 128), (2, 2, 2), description="quality student for GPUs"),
     "runet-m": StudentConfig(
         2, (16, 48, 96), (1, 2, 2), description="mid-size: CPU-trainable quality student"
+    ),
+    "runet-f2": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        description="fast v2 for CPUs: runet-f's single level plus a gain-steered full-resolution band",
+    ),
+    "runet-m2": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        description="quality v2: runet-m plus two gain-steered full-resolution bands (<= 40 GMAC)",
     ),
     "runet-f": StudentConfig(
         4, (16,), (2,), description="fast student for CPUs: one level, no UNet (>= 30 fps on 2 cores)"
@@ -128,6 +160,99 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
+#: BT.709 luma weights: the bands sharpen brightness only, so colours never fringe.
+LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
+    """A normalised 2-D Gaussian of ``size`` x ``size``."""
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    k = torch.outer(g, g)
+    return (k / k.sum()).float()
+
+
+def bilinear_spread(scale: int) -> torch.Tensor:
+    """3x3 weights that bilinearly up-sample a low-resolution map into ``scale**2`` sub-pixel channels.
+
+    Output channel ``i * scale + j`` holds the value at sub-pixel (i, j) of each ``scale`` x ``scale`` block,
+    as ``F.interpolate(..., mode="bilinear", align_corners=False)`` would compute it.
+    """
+    w1 = torch.zeros(scale, 3)
+    for i in range(scale):
+        t = (i + 0.5) / scale - 0.5
+        if t < 0:
+            w1[i, 0], w1[i, 1] = -t, 1 + t
+        else:
+            w1[i, 1], w1[i, 2] = 1 - t, t
+    return torch.einsum("ia,jb->ijab", w1, w1).reshape(scale * scale, 1, 3, 3)
+
+
+class GainBands(nn.Module):
+    """Full-resolution sharpening steered from low resolution, computed in space-to-depth form.
+
+    For every ``scale`` x ``scale`` block of the input, one strided convolution computes ``bands`` high-pass
+    responses at each of its pixels (learned ``kernel`` x ``kernel`` filters on the full-resolution input,
+    initialised as luma minus a Gaussian of luma: unsharp-mask bands at radius 0.6, 1.2, 2.4, ...). A 1x1 conv
+    predicts one gain per band from the low-resolution features; a 3x3 grouped conv spreads it bilinearly to the
+    block's pixels. Their products, summed over bands, give ``scale**2`` channels at low resolution, which the
+    student's tail (a transposed conv) places back at full resolution. So the network can sharpen edges, leave flat or clean
+    regions alone and smooth (negative gain) noise and blocking per pixel, while every op runs at 1/scale
+    resolution, where onnxruntime's blocked convolutions are fast. Gains start at zero (identity).
+    """
+
+    def __init__(self, features: int, bands: int, kernel: int, scale: int) -> None:
+        super().__init__()
+        self.bands, self.scale = bands, scale
+        sub = scale * scale
+        # reflect padding: a zero-padded high-pass would draw a line around every frame
+        self.filters = nn.Conv2d(
+            3,
+            bands * sub,
+            scale + kernel - 1,
+            stride=scale,
+            padding=kernel // 2,
+            padding_mode="reflect",
+            bias=False,
+        )
+        self.gain = nn.Conv2d(features, bands, 1)
+        self.spread = nn.Conv2d(
+            bands, bands * sub, 3, padding=1, groups=bands, bias=False, padding_mode="replicate"
+        )
+        with torch.no_grad():
+            self.filters.weight.zero_()
+            delta = torch.zeros(kernel, kernel)
+            delta[kernel // 2, kernel // 2] = 1.0
+            for k in range(bands):
+                high_pass = delta - gaussian_kernel(kernel, 0.6 * 2**k)
+                for i in range(scale):
+                    for j in range(scale):
+                        for c, weight in enumerate(LUMA):
+                            self.filters.weight[
+                                k * sub + i * scale + j, c, i : i + kernel, j : j + kernel
+                            ] = weight * high_pass
+            self.spread.weight.copy_(bilinear_spread(scale).repeat(bands, 1, 1, 1))
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.gain.bias)
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``scale**2`` low-resolution channels: the sum over bands of gain times band, at each sub-pixel."""
+        product = self.spread(self.gain(features)) * self.filters(x)
+        sub = self.scale * self.scale
+        out = product[:, :sub]
+        for k in range(1, self.bands):
+            out = out + product[:, k * sub : (k + 1) * sub]
+        return out
+
+    def placement(self) -> torch.Tensor:
+        """Transposed-conv weights that add each sub-pixel channel to R, G and B at its full-resolution place."""
+        w = torch.zeros(self.scale * self.scale, 3, self.scale, self.scale)
+        for i in range(self.scale):
+            for j in range(self.scale):
+                w[i * self.scale + j, :, i, j] = 1.0
+        return w
+
+
 class ResidualUNet(nn.Module):
     """The student network; see the module docstring."""
 
@@ -144,9 +269,19 @@ class ResidualUNet(nn.Module):
         self.decoders = nn.ModuleList(
             nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
         )
-        self.tail = nn.ConvTranspose2d(w[0], 3, u, stride=u) if u > 1 else nn.Conv2d(w[0], 3, 3, padding=1)
+        self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
+        tail_in = w[0] + (u * u if config.bands else 0)
+        if self.bands is not None:  # the tail places the band channels at full resolution
+            self.tail = nn.ConvTranspose2d(tail_in, 3, u, stride=u)
+        else:
+            self.tail = (
+                nn.ConvTranspose2d(w[0], 3, u, stride=u) if u > 1 else nn.Conv2d(w[0], 3, 3, padding=1)
+            )
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        if self.bands is not None:
+            with torch.no_grad():
+                self.tail.weight[w[0] :].copy_(self.bands.placement())
         self.detail = (  # reflect padding: a zero-padded high-pass would draw a line around every frame
             nn.Conv2d(3, 3, config.detail, padding=config.detail // 2, padding_mode="reflect")
             if config.detail
@@ -170,7 +305,10 @@ class ResidualUNet(nn.Module):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
-        out = self.tail(self.body(self.stem(x)))
+        features = self.body(self.stem(x))
+        if self.bands is not None:
+            features = torch.cat([features, self.bands(x, features)], dim=1)
+        out = self.tail(features)
         return out + self.detail(x) if self.detail is not None else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
