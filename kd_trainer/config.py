@@ -32,6 +32,7 @@ class TrainConfig:
     samples_per_epoch: int = 512
     teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
     teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
+    degradations: str = "chains"  # chains (randomised call pipelines, kd_trainer.chain) | presets (v1 mix)
     fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
     val_presets: list[str] = field(
         default_factory=lambda: [
@@ -105,7 +106,9 @@ class TrainConfig:
 
         if self.model not in STUDENTS:
             raise ConfigError(f"unknown model {self.model!r}; registered: {', '.join(STUDENTS)}")
-        unknown = [p for p in self.val_presets if p not in PRESETS]
+        if self.degradations not in ("chains", "presets"):
+            raise ConfigError(f"degradations must be 'chains' or 'presets', got {self.degradations!r}")
+        unknown = [p for p in self.val_presets if p not in PRESETS and p != "chain"]
         if unknown:
             raise ConfigError(f"unknown val_presets {unknown}; known: {', '.join(PRESETS)}")
 

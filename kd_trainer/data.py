@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kd_trainer.chain import apply_chain, sample_train_chain
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
 
@@ -133,6 +134,7 @@ class TrainBank(Dataset):
         teacher=None,
         teacher_count: int = 0,
         teacher_gate: bool = False,
+        degradations: str = "chains",
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -143,6 +145,9 @@ class TrainBank(Dataset):
         self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
         # gate: use a teacher output only where it is closer to the ground truth than the input is
         self.teacher_gate = teacher_gate
+        if degradations not in ("chains", "presets"):
+            raise DataError(f"degradations must be 'chains' or 'presets', got {degradations!r}")
+        self.degradations = degradations
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -185,9 +190,11 @@ class TrainBank(Dataset):
             inp, gt = _augment(_random_crop([blur, sharp], self.crop, rng, str(sharp_path)), rng)
             return Sample(inp, gt, "paired")
         path = self.photos[int(rng.integers(len(self.photos)))]
-        (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
-        preset = sample_train_preset(rng)
-        return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
+        if self.degradations == "presets":
+            (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
+            preset = sample_train_preset(rng)
+            return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
+        return chain_sample(self._image(path), self.crop, rng, str(path))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
@@ -207,6 +214,26 @@ class TrainBank(Dataset):
         """Every input the teacher must see (for computing the cache up front)."""
         for i in range(self.teacher_count):
             yield self.sample(i).inp
+
+
+#: Extra pixels around a training crop that go through the degradation chain and are then cut away, so
+#: the crop never sees the chain's own borders (codec padding, reflected pans, scaler edges).
+CHAIN_MARGIN = 16
+
+
+def chain_sample(image: np.ndarray, crop: int, rng: np.random.Generator, name: str) -> Sample:
+    """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`)."""
+    h, w = image.shape[:2]
+    margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
+    (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
+    chain = sample_train_chain(rng)
+    degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
+    cut = (slice(margin, margin + crop), slice(margin, margin + crop))
+    return Sample(
+        np.ascontiguousarray(degraded[cut]),
+        np.ascontiguousarray(region[cut]),
+        "clean" if chain.clean else "chain",
+    )
 
 
 @dataclass
@@ -232,5 +259,10 @@ def validation_frames(
             c = min(crop, h, w)
             gt = np.ascontiguousarray(gt[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
         for preset in presets:
-            frames.append(ValFrame(path.name, preset, degrade(gt, preset, seed=1000 + idx), gt))
+            if preset == "chain":  # training-distribution chains (seeded per frame): for checkpoint selection
+                rng = np.random.default_rng([1000, idx])
+                deg = apply_chain(gt, sample_train_chain(rng), seed=1000 + idx)
+            else:
+                deg = degrade(gt, preset, seed=1000 + idx)
+            frames.append(ValFrame(path.name, preset, deg, gt))
     return frames

@@ -119,6 +119,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "batch_size",
             "seed",
             "data_seed",
+            "degradations",
             "alpha",
             "beta",
         )
@@ -156,6 +157,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         cache,
         cfg.teacher_samples,
         cfg.teacher_gate,
+        cfg.degradations,
     )
     if cache is not None:
         t0 = time.perf_counter()

@@ -180,9 +180,9 @@ def test_teacher_gate_keeps_only_outputs_better_than_the_input(photo_dirs) -> No
             return gt if i % 2 else 255 - rgb
 
     train, _ = photo_dirs
-    bank = TrainBank(find_photos(train), [], crop=32, size=6, seed=4, teacher_gate=True)
+    bank = TrainBank(find_photos(train), [], crop=32, size=12, seed=4, teacher_gate=True)
     bank.teacher = TeacherCache(PerfectOnOdd(bank))
-    flags = [float(bank[i]["has_teacher"]) for i in range(6)]
-    better = [float(np.abs(bank.sample(i).inp.astype(int) - bank.sample(i).gt).mean() > 0) for i in range(6)]
-    assert flags == [0.0 if i % 2 == 0 else better[i] for i in range(6)]
+    flags = [float(bank[i]["has_teacher"]) for i in range(12)]
+    better = [float(np.abs(bank.sample(i).inp.astype(int) - bank.sample(i).gt).mean() > 0) for i in range(12)]
+    assert flags == [0.0 if i % 2 == 0 else better[i] for i in range(12)]
     assert sum(flags) >= 2
