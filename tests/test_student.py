@@ -129,3 +129,24 @@ def test_gain_band_config_is_validated_and_round_trips() -> None:
         StudentConfig(4, (16,), (1,), bands=9)
     with pytest.raises(ValueError, match="band_kernel"):
         StudentConfig(4, (16,), (1,), bands=1, band_kernel=4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"unshuffle": 4, "widths": (100_000,), "blocks": (1,)},
+        {"unshuffle": 4, "widths": (16,), "blocks": (10_000,)},
+        {"unshuffle": 1000, "widths": (16,), "blocks": (1,)},
+        {"unshuffle": 2, "widths": (16,) * 40, "blocks": (1,) * 40},
+        {"unshuffle": 2, "widths": (16,), "blocks": (1,), "detail": 101},
+    ],
+)
+def test_crafted_student_shapes_are_refused_before_allocating(fields) -> None:
+    import time
+
+    from kd_trainer.models.student import StudentConfig
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError):
+        StudentConfig(**fields)
+    assert time.perf_counter() - t0 < 0.1

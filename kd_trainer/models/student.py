@@ -30,6 +30,10 @@ from torch import nn
 CHECKPOINT_FORMAT = "image-sharpening-kd/student-v1"
 
 
+#: Limits on student shapes (checked before anything is allocated).
+MAX_UNSHUFFLE, MAX_LEVELS, MAX_WIDTH, MAX_BLOCKS = 8, 6, 512, 16
+
+
 @dataclass(frozen=True)
 class StudentConfig:
     """Shape of a Residual UNet student."""
@@ -45,14 +49,22 @@ class StudentConfig:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.unshuffle < 1:
-            raise ValueError(f"unshuffle must be >= 1, got {self.unshuffle}")
-        if not self.widths or len(self.widths) != len(self.blocks):
-            raise ValueError(f"widths {self.widths} and blocks {self.blocks} need the same non-zero length")
-        if any(w < 1 for w in self.widths) or any(b < 0 for b in self.blocks):
-            raise ValueError(f"widths must be >= 1 and blocks >= 0: {self.widths}, {self.blocks}")
-        if self.detail < 0 or (self.detail and self.detail % 2 == 0):
-            raise ValueError(f"detail must be 0 or an odd kernel size, got {self.detail}")
+        # Bounds come first, before anything is allocated: a crafted checkpoint must not make us build a
+        # multi-gigabyte network before failing (students are tiny; these limits are generous).
+        if not 1 <= self.unshuffle <= MAX_UNSHUFFLE:
+            raise ValueError(f"unshuffle must be in 1..{MAX_UNSHUFFLE}, got {self.unshuffle}")
+        if not self.widths or len(self.widths) != len(self.blocks) or len(self.widths) > MAX_LEVELS:
+            raise ValueError(
+                f"widths {self.widths} and blocks {self.blocks} need the same length, 1..{MAX_LEVELS}"
+            )
+        if any(not 1 <= w <= MAX_WIDTH for w in self.widths) or any(
+            not 0 <= b <= MAX_BLOCKS for b in self.blocks
+        ):
+            raise ValueError(
+                f"widths must be in 1..{MAX_WIDTH} and blocks in 0..{MAX_BLOCKS}: {self.widths}, {self.blocks}"
+            )
+        if self.detail < 0 or self.detail > 9 or (self.detail and self.detail % 2 == 0):
+            raise ValueError(f"detail must be 0 or an odd kernel size up to 9, got {self.detail}")
         if not 0 <= self.bands <= 8:
             raise ValueError(f"bands must be in 0..8, got {self.bands}")
         if self.band_kernel < 3 or self.band_kernel % 2 == 0 or self.band_kernel > 9:
