@@ -141,8 +141,10 @@ def nchw_f32_to_nhwc_u8(
             plane = x[i, ch]
             if not (overwrite and plane.flags.c_contiguous and plane.dtype == np.float32):
                 plane = np.array(plane, dtype=np.float32, order="C")  # a private copy to clip
-            # Negative values -> 0; convertScaleAbs then maps NaN to 0, saturates above 255, rounds to even.
-            cv2.threshold(plane, 0.0, 0.0, cv2.THRESH_TOZERO, dst=plane)
+            # Negative values and NaN -> 0 (cv2.max returns the scalar for NaN; OpenCV 5's threshold keeps
+            # NaN, which convertScaleAbs would saturate to 255); convertScaleAbs saturates above 255 and
+            # rounds half to even.
+            cv2.max(plane, 0.0, dst=plane)
             cv2.convertScaleAbs(plane, dst=levels[ch], alpha=255.0)
         cv2.merge(levels[::-1] if swap_rb else levels, dst=out[i])
     return out
