@@ -45,6 +45,18 @@ def _read_val(path: Path) -> tuple[list[int], list[float]]:
     return epochs, gains
 
 
+def _smooth(values: list[float], window: int) -> list[float]:
+    if window <= 1:
+        return values
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
 def write_curves(run_dir: str | Path) -> Path:
     """Draw loss terms per step and validation PSNR gain per epoch into ``run_dir/curves.png``."""
     import matplotlib
@@ -56,16 +68,28 @@ def write_curves(run_dir: str | Path) -> Path:
     log = _read_log(run_dir / "log.csv")
     epochs, gains = _read_val(run_dir / "val.jsonl")
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = log["step"]
+    window = max(1, len(steps) // 50)  # long runs: a running mean over ~2% of the steps
     for term in LOSS_TERMS:
         values = log[term]
-        if values and any(v != 0 for v in values):
-            ax_loss.plot(log["step"], values, label=term, linewidth=1)
-    ax_loss.set(xlabel="step", ylabel="loss term", title=f"{run_dir.name}: training losses")
-    if log["step"]:
+        if term == "neg_psnr" or not any(v > 0 for v in values):
+            continue  # -PSNR (dB) gets its own axis below; absent terms are all NaN or zero
+        if any(v <= 0 for v in values):  # the total turns negative with the -PSNR term: terms only
+            continue
+        ax_loss.plot(steps, _smooth(values, window), label=term, linewidth=1)
+    ax_loss.set(xlabel="step", ylabel="L1-type loss terms", title=f"{run_dir.name}: training losses")
+    if any(line.get_label() for line in ax_loss.get_lines()):
         ax_loss.set_yscale("log")
-        ax_loss.legend(fontsize=8)
+    if any(v != 0 and v == v for v in log["neg_psnr"]):  # the soft -PSNR term is in dB: its own axis
+        ax_psnr = ax_loss.twinx()
+        ax_psnr.plot(steps, _smooth(log["neg_psnr"], window), "k--", linewidth=1, label="neg_psnr (dB)")
+        ax_psnr.set_ylabel("neg_psnr (dB)")
+        ax_psnr.legend(loc="upper right", fontsize=8)
+    if ax_loss.get_lines():
+        ax_loss.legend(loc="upper left", fontsize=8)
     ax_val.plot(epochs, gains, marker="o")
     ax_val.axhline(0.0, color="grey", linewidth=0.8)
+    ax_val.xaxis.get_major_locator().set_params(integer=True)
     ax_val.set(xlabel="epoch", ylabel="mean PSNR gain vs input (dB)", title="validation")
     ax_val.grid(alpha=0.3)
     fig.tight_layout()
