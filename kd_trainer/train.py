@@ -48,10 +48,10 @@ from kd_trainer.models.teachers import TeacherCache, make_teacher
 from kd_trainer.paths import cache_dir
 from kd_trainer.plan import (
     Plan,
-    estimate_teacher_seconds,
     measure_step_seconds,
     teacher_ready,
     teacher_setup_lines,
+    teacher_todo,
     time_call,
 )
 
@@ -212,7 +212,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
 
     # --- the plan: every heavy stage and its cost, printed before any of them starts
     remaining_steps = total_steps - state["step"]
-    todo: list[int] = []
     teacher = None
     if main:
         plan = Plan()
@@ -225,30 +224,24 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         if bank is not None:
             bank.sample(0)  # reads the photos
             t_sample = time_call(lambda: bank.sample(min(1, len(bank) - 1)))
-            made = cfg.samples_per_epoch * (cfg.epochs if cfg.fresh_degradations else 1)
-            plan.add(f"data bank: {made} crops x {t_sample:.3f} s (measured)", "data", made * t_sample)
+            made = cfg.samples_per_epoch * (cfg.epochs if cfg.fresh_degradations else 1) // ddp.world_size
+            plan.add(
+                f"data bank: {made} crops x {t_sample:.3f} s (measured, per rank)", "data", made * t_sample
+            )
         if use_teacher:
-            for line in teacher_setup_lines(cfg.teacher):
+            lines, setup_seconds = teacher_setup_lines(cfg.teacher)
+            for line in lines[:-1]:
                 plan.add(line)
+            plan.add(lines[-1], "teacher setup" if setup_seconds else "", setup_seconds)
             if teacher_ready(cfg.teacher):
                 teacher = make_teacher(cfg.teacher)
             if bank is not None:
-                n = bank.teacher_count
-                if teacher is not None:
-                    cache = TeacherCache(teacher)
-                    todo = [i for i in range(n) if not cache.path_for(bank.sample(i).inp).is_file()]
-                    per = time_call(lambda: teacher(bank.sample(todo[0]).inp)) if todo else 0.0
-                    how = "measured"
-                else:
-                    todo, per, how = (
-                        list(range(n)),
-                        estimate_teacher_seconds(cfg.teacher, cfg.crop),
-                        "estimated",
-                    )
+                todo, per, how = teacher_todo(bank, teacher, cfg, progress)
                 plan.add(
-                    f"teacher inference: {len(todo)} of {n} samples not in the cache x {per:.2f} s ({how})",
+                    f"teacher inference: {todo} of {bank.teacher_count} samples not in the cache x {per:.2f} s "
+                    f"({how})",
                     "teacher",
-                    len(todo) * per,
+                    todo * per,
                 )
         t_step = measure_step_seconds(model, loss_fn, cfg.batch_size, cfg.crop, device)
         plan.add(
