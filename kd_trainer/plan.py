@@ -106,7 +106,13 @@ def time_call(fn, repeats: int = 1) -> float:
 
 
 def measure_step_seconds(
-    model: torch.nn.Module, loss_fn, batch: int, crop: int, device: torch.device, steps: int = 2
+    model: torch.nn.Module,
+    loss_fn,
+    batch: int,
+    crop: int,
+    device: torch.device,
+    steps: int = 2,
+    amp_dtype: torch.dtype | None = None,
 ) -> float:
     """Seconds per training step (forward, loss, backward, AdamW update) on a throw-away copy of the model.
 
@@ -122,7 +128,9 @@ def measure_step_seconds(
         inp, gt = inp.contiguous(memory_format=torch.channels_last), gt
 
     def step() -> None:
-        loss, _ = loss_fn(trial(inp).float(), gt, gt, None)  # gt stands in for a teacher output
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = trial(inp)
+        loss, _ = loss_fn(out.float(), gt, gt, None)  # gt stands in for a teacher output
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

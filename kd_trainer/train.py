@@ -15,7 +15,9 @@ batch; rank 0 alone fills the teacher cache (the others wait, then read it), val
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import time
@@ -209,6 +211,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     loss_fn = DistillLoss(
         cfg.alpha, cfg.beta, cfg.fft_weight, cfg.edge_weight, cfg.psnr_weight, cfg.psnr_cap_db
     )
+    use_amp = cfg.amp and cuda
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     # --- the plan: every heavy stage and its cost, printed before any of them starts
     remaining_steps = total_steps - state["step"]
@@ -243,7 +248,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
                     "teacher",
                     todo * per,
                 )
-        t_step = measure_step_seconds(model, loss_fn, cfg.batch_size, cfg.crop, device)
+        t_step = measure_step_seconds(
+            model, loss_fn, cfg.batch_size, cfg.crop, device, amp_dtype=amp_dtype if use_amp else None
+        )
         plan.add(
             f"training: {remaining_steps} steps x {t_step:.3f} s (measured, per rank) on {device} x {ddp.world_size} "
             f"rank(s); validation of {len(cfg.val_presets)} presets after each epoch",
@@ -273,15 +280,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             )
         distributed.barrier(ddp)
         if not main:
-            bank.teacher = TeacherCache(make_teacher(cfg.teacher))
+            with contextlib.redirect_stdout(io.StringIO()):  # rank 0 has said it all
+                bank.teacher = TeacherCache(make_teacher(cfg.teacher))
     val_frames = (
         validation_frames(_default_dir(cfg.val_dir, "val"), cfg.val_presets, cfg.val_frames, cfg.val_crop)
         if main
         else []
     )
-    use_amp = cfg.amp and cuda
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     macs = count_macs(model)
     say(

@@ -147,3 +147,24 @@ def test_resume_after_kill_continues_the_same_loss_curve(photo_dirs, tmp_path) -
         [resumed[s] for s in range(1, 61)], [reference[s] for s in range(1, 61)], rtol=1e-5
     )
     assert read_checkpoint(tmp_path / "victim" / "student.pt")["train"]["total_steps"] == 60
+
+
+def test_tensorboard_scalars_when_available(photo_dirs, tmp_path, monkeypatch, capsys) -> None:
+    from kd_trainer import curves, train
+
+    calls: list[tuple[str, float, int]] = []
+
+    class FakeWriter:
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def close(self) -> None:
+            calls.append(("closed", 0.0, 0))
+
+    monkeypatch.setattr(train, "tensorboard_writer", lambda run_dir: FakeWriter())
+    assert train_main(_args(photo_dirs, tmp_path, "tb", "samples_per_epoch=16", "epochs=1", "beta=0")) == 0
+    assert ("train/loss", pytest.approx(float(_log_steps(tmp_path / "tb")[0]["loss"])), 1) in calls
+    assert [c[0] for c in calls[-2:]] == ["val/psnr_gain", "closed"]
+    # without TensorBoard installed the writer is None and the run goes on silently
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert curves.tensorboard_writer(tmp_path) is None
