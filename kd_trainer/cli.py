@@ -1,8 +1,13 @@
-"""Console scripts ``kd-train`` and ``kd-export`` (``kd-data`` lives in :mod:`kd_trainer.fetch`)."""
+"""Console scripts ``kd-train`` and ``kd-export`` (``kd-data`` lives in :mod:`kd_trainer.fetch`).
+
+``python -m kd_trainer.cli ARGS`` is ``kd-train ARGS``; under torchrun:
+``torchrun --nproc_per_node 2 -m kd_trainer.cli --config fast``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,13 +35,37 @@ def list_models() -> str:
     return "\n".join(lines)
 
 
+def usage_hint() -> str:
+    """What a bare ``kd-train`` needs, with the exact commands."""
+    from kd_trainer.config import list_configs
+
+    recipes = "\n".join(f"  {line}" for line in list_configs().splitlines())
+    return f"""kd-train needs a recipe (--config NAME or a YAML path), key=value overrides, or --resume RUN_DIR.
+
+Packaged recipes (kd-train --list-configs):
+{recipes}
+
+Train the shipped fast student (the plan, with downloads and time estimates, is printed before any heavy work):
+  kd-data photos && kd-train --config fast
+On 2 GPUs (or 2 CPU processes, gloo):
+  torchrun --nproc_per_node 2 -m kd_trainer.cli --config fast batch_size=8
+A one-minute CPU smoke run without a teacher:
+  kd-data photos && kd-train name=smoke model=runet-p teacher=none beta=0 epochs=1 samples_per_epoch=64 crop=64 batch_size=8
+Continue a stopped run:
+  kd-train --resume runs/fast"""
+
+
 def train_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kd-train",
         description="Distil a Residual UNet student. Overrides are key=value pairs, e.g. model=runet-s epochs=5.",
     )
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument(
+        "--config",
+        help="YAML config: a packaged recipe's name (fast, quality; see --list-configs) or a file path",
+    )
+    parser.add_argument("--list-configs", action="store_true", help="print the packaged recipes and exit")
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -51,6 +80,14 @@ def train_main(argv: list[str] | None = None) -> int:
     if args.list_models:
         print(list_models())
         return 0
+    if args.list_configs:
+        from kd_trainer.config import list_configs
+
+        print(list_configs())
+        return 0
+    if not (args.config or args.overrides or args.resume):
+        print(usage_hint(), file=sys.stderr)
+        return 2
 
     from kd_trainer.config import load_config, make_config
     from kd_trainer.data import DataError
@@ -61,6 +98,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(args.resume, str):
             saved = read_checkpoint(Path(args.resume) / "last.pt").get("train_config", {})
+            saved.pop("max_steps", None)  # a pause point belongs to the paused invocation, not to the recipe
             cfg = make_config(saved, args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
@@ -70,7 +108,8 @@ def train_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; continue with: kd-train --resume (same config and overrides)", file=sys.stderr)
         return 130
-    print(f"next: kd-export {out} -o student.onnx")
+    if out.name == "student.pt" and os.environ.get("RANK", "0") == "0":
+        print(f"next: kd-export {out} -o student.onnx")
     return 0
 
 
@@ -106,3 +145,7 @@ def export_main(argv: list[str] | None = None) -> int:
         f"onnxruntime vs torch max abs error {result.max_abs_error:.3g} {unit}"
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

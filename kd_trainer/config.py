@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 
 class ConfigError(ValueError):
@@ -73,6 +77,7 @@ class TrainConfig:
     # bookkeeping
     out_dir: str = "runs"
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints (resume points)
+    max_steps: int = 0  # pause after this many steps in all (0 = run to the end); saves last.pt for --resume
 
     @property
     def run_dir(self) -> Path:
@@ -94,6 +99,8 @@ class TrainConfig:
             raise ConfigError(
                 "fresh_degradations=true would defeat the teacher cache; use it only with teacher=none"
             )
+        if self.max_steps < 0:
+            raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.teacher_samples < 0:
             raise ConfigError(f"teacher_samples must be >= 0, got {self.teacher_samples}")
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
@@ -175,19 +182,57 @@ def make_config(data: dict[str, Any] | None = None, overrides: list[str] | None 
     return cfg
 
 
+def packaged_configs() -> dict[str, Traversable]:
+    """The recipes shipped inside the package (``kd_trainer/configs/NAME.yaml``), by name.
+
+    Found through :mod:`importlib.resources`, so they work from an installed wheel as well as a checkout.
+    """
+    folder = importlib.resources.files("kd_trainer") / "configs"
+    found = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".yaml")]
+    return {f.name[: -len(".yaml")]: f for f in sorted(found, key=lambda f: f.name)}
+
+
+def describe_config(text: str) -> str:
+    """The first comment line of a recipe (its one-line description)."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return ""
+
+
+def list_configs() -> str:
+    """``name  description`` for every packaged recipe."""
+    recipes = packaged_configs()
+    width = max((len(n) for n in recipes), default=4)
+    return "\n".join(f"{name:<{width}}  {describe_config(f.read_text())}" for name, f in recipes.items())
+
+
+def resolve_config(spec: str | Path) -> tuple[str, Traversable | Path]:
+    """(label, file) of ``--config``: an existing path, else a packaged recipe's bare name."""
+    p = Path(spec)
+    if p.is_file():
+        return str(p), p
+    recipes = packaged_configs()
+    if str(spec) in recipes:
+        return f"{spec} (packaged)", recipes[str(spec)]
+    raise ConfigError(
+        f"config not found: {spec} is neither a file nor a packaged recipe ({', '.join(recipes)}); "
+        "see kd-train --list-configs"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config file (optional) and apply overrides."""
+    """Read a YAML config (a file path or a packaged recipe's name; optional) and apply overrides."""
     data: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+        label, p = resolve_config(path)
+        path = label
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+            raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping of key: value, got {type(loaded).__name__}")
+            raise ConfigError(f"{label}: expected a mapping of key: value, got {type(loaded).__name__}")
         data = loaded or {}
     try:
         return make_config(data, overrides)

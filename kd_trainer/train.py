@@ -1,15 +1,23 @@
 """The distillation training loop, readable top to bottom.
 
-``train(cfg)`` builds the student, the data bank and (optionally) the cached teacher, then runs AdamW with
-warm-up + cosine decay, gradient clipping and AMP on CUDA. ``runs/NAME/last.pt`` is rewritten atomically
-every ``checkpoint_every`` steps and at each epoch end; ``--resume`` continues from it with the same step
-count and the same batches. Each epoch ends with validation (PSNR/SSIM per preset vs identity);
-``best.pt`` keeps the best mean PSNR gain. Losses go to ``log.csv``, validation to ``val.jsonl``.
+``train(cfg)`` builds the student, the data bank and (optionally) the cached teacher, prints the plan of the
+heavy work ahead with its estimated cost, then runs AdamW with warm-up + cosine decay, gradient clipping and
+AMP + channels_last on CUDA. ``runs/NAME/last.pt`` is rewritten atomically every ``checkpoint_every`` steps and
+at each epoch end; ``--resume`` continues from it with the same step count and the same batches
+(``max_steps`` pauses a run there on purpose). Each epoch ends with validation (PSNR/SSIM per preset vs
+identity); ``best.pt`` keeps the best mean PSNR gain. Losses go to ``log.csv``, validation to ``val.jsonl``,
+both drawn into ``curves.png`` (and a TensorBoard log when TensorBoard is installed).
+
+Under ``torchrun`` (see :mod:`kd_trainer.distributed`) the same function runs on every rank: the student is
+wrapped in DistributedDataParallel, ``batch_size`` is per rank and each rank takes its slice of every global
+batch; rank 0 alone fills the teacher cache (the others wait, then read it), validates, prints and writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import time
@@ -18,11 +26,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from kd_trainer import distributed
 from kd_trainer.config import ConfigError, TrainConfig
-from kd_trainer.data import TrainBank, find_pairs, find_photos, validation_frames
+from kd_trainer.curves import tensorboard_writer, write_curves
+from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
+from kd_trainer.distributed import DistInfo
 from kd_trainer.evaluate import evaluate, format_table, torch_restorer
 from kd_trainer.io import atomic_path, atomic_write_bytes
 from kd_trainer.losses import DistillLoss
@@ -36,16 +48,16 @@ from kd_trainer.models.student import (
 )
 from kd_trainer.models.teachers import TeacherCache, make_teacher
 from kd_trainer.paths import cache_dir
+from kd_trainer.plan import (
+    Plan,
+    measure_step_seconds,
+    teacher_ready,
+    teacher_setup_lines,
+    teacher_todo,
+    time_call,
+)
 
 LOG_FIELDS = ["step", "epoch", "lr", "loss", "l1_gt", "l1_teacher", "fft", "edge", "neg_psnr", "seconds"]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -73,29 +85,47 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the final ``student.pt``."""
-    run_dir = cfg.run_dir
-    last_path, best_path, final_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "student.pt"
+    """Run (or resume) training; returns the final ``student.pt`` (``last.pt`` when paused by ``max_steps``).
+
+    Under ``torchrun`` every rank calls this; rank 0 alone prints, writes and validates (see the module doc).
+    """
+    run_dir, last_path = cfg.run_dir, cfg.run_dir / "last.pt"
     if last_path.exists() and not resume:
         raise ConfigError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another name="
         )
     if resume and not last_path.exists():
         raise ConfigError(f"--resume: no checkpoint at {last_path}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    ddp, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, resume, progress, ddp, device)
+    finally:
+        distributed.cleanup(ddp)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device: torch.device) -> Path:
+    run_dir = cfg.run_dir
+    last_path, best_path, final_path = run_dir / "last.pt", run_dir / "best.pt", run_dir / "student.pt"
+    main = ddp.is_main  # rank 0: the only rank that prints and writes
+    say = print if main else (lambda *a, **k: None)
+    progress = progress and main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    cuda = device.type == "cuda"
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
 
     # --- model, optimiser, state
     model = build_student(cfg.model)
     if cfg.init_from:
         init, _ = load_student(cfg.init_from, expect=model.config)
         model.load_state_dict(init.state_dict())
-    model.to(device)
+    model.to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, cfg.samples_per_epoch // cfg.batch_size)
+    global_batch = cfg.batch_size * ddp.world_size  # batch_size is per rank
+    steps_per_epoch = max(1, cfg.samples_per_epoch // global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     # step_seconds: forward/backward/update only; elapsed_seconds: everything (data, validation, checkpoints)
     state: dict[str, Any] = {
@@ -104,9 +134,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         "step_seconds": 0.0,
         "elapsed_seconds": 0.0,
         "teacher_seconds": 0.0,
+        "world_size": ddp.world_size,
     }
     best_metrics: dict = {}
-    if resume:
+    if resume:  # every rank loads last.pt
         ckpt = read_checkpoint(last_path)
         saved = ckpt.get("train_config", {})
         keys = (
@@ -116,7 +147,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             "teacher_gate",
             "crop",
             "samples_per_epoch",
-            "batch_size",
             "seed",
             "data_seed",
             "degradations",
@@ -131,71 +161,158 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                     f"--resume: {key}={getattr(cfg, key)!r} differs from the checkpoint's {was!r} in "
                     f"{last_path}; resume with the original config or start a new name="
                 )
+        saved_ranks = ckpt["train"].get("world_size", 1)
+        was_global = saved.get("batch_size", defaults.batch_size) * saved_ranks
+        if was_global != global_batch:
+            raise ConfigError(
+                f"--resume: global batch {global_batch} ({ddp.world_size} ranks x batch_size={cfg.batch_size}) "
+                f"differs from the checkpoint's {was_global} ({saved_ranks} ranks); keep ranks x batch_size "
+                "the same (any split of it resumes the same batches)"
+            )
         resumed, _ = load_student(last_path, expect=model.config)
         model.load_state_dict(resumed.state_dict())
         optimizer.load_state_dict(ckpt["optimizer"])
         state.update(ckpt["train"])
+        state["world_size"] = ddp.world_size
         if best_path.exists():
             best_metrics = read_checkpoint(best_path).get("metrics", {})
-        _truncate_log(run_dir / "log.csv", state["step"])
-        print(f"resuming {run_dir} at step {state['step']}/{total_steps}")
+        if main:
+            _truncate_log(run_dir / "log.csv", state["step"])
+        say(f"resuming {run_dir} at step {state['step']}/{total_steps}")
+    net = model  # what the loop calls: the model itself, or its DDP wrapper (gradients averaged over ranks)
+    if ddp.enabled:
+        net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
 
-    # --- data and teacher
-    photos = (
-        find_photos(_default_dir(cfg.train_dir, "train")) if (cfg.train_dir or not cfg.paired_dir) else []
-    )
+    # --- data (the bank's samples are deterministic, so every rank builds the same bank)
+    photo_dir = _default_dir(cfg.train_dir, "train") if (cfg.train_dir or not cfg.paired_dir) else None
+    try:
+        photos = find_photos(photo_dir) if photo_dir else []
+        data_error = None
+    except DataError as exc:
+        photos, data_error = [], exc
     pairs = find_pairs(cfg.paired_dir) if cfg.paired_dir else []
-    teacher = make_teacher(cfg.teacher) if cfg.beta > 0 else None
-    cache = TeacherCache(teacher) if teacher is not None else None
-    bank = TrainBank(
-        photos,
-        pairs,
-        cfg.crop,
-        cfg.samples_per_epoch,
-        cfg.seed if cfg.data_seed < 0 else cfg.data_seed,
-        cfg.fresh_degradations,
-        cache,
-        cfg.teacher_samples,
-        cfg.teacher_gate,
-        cfg.degradations,
-    )
-    if cache is not None:
-        t0 = time.perf_counter()
-        total = bank.teacher_count
-        for inp in tqdm(
-            bank.teacher_inputs(), total=total, desc=f"teacher {cfg.teacher}", disable=not progress
-        ):
-            cache(inp)
-        state["teacher_seconds"] += time.perf_counter() - t0
-        print(f"teacher cache {cache.root}: {cache.hits} reused, {cache.misses} computed")
-    val_frames = validation_frames(
-        _default_dir(cfg.val_dir, "val"), cfg.val_presets, cfg.val_frames, cfg.val_crop
+    use_teacher = cfg.beta > 0
+    bank = (
+        TrainBank(
+            photos,
+            pairs,
+            cfg.crop,
+            cfg.samples_per_epoch,
+            cfg.seed if cfg.data_seed < 0 else cfg.data_seed,
+            cfg.fresh_degradations,
+            None,  # the teacher cache is attached after the teacher stage
+            cfg.teacher_samples,
+            cfg.teacher_gate,
+            cfg.degradations,
+        )
+        if photos or pairs
+        else None
     )
     loss_fn = DistillLoss(
         cfg.alpha, cfg.beta, cfg.fft_weight, cfg.edge_weight, cfg.psnr_weight, cfg.psnr_cap_db
     )
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = cfg.amp and cuda
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
+    # --- the plan: every heavy stage and its cost, printed before any of them starts
+    remaining_steps = total_steps - state["step"]
+    teacher = None
+    if main:
+        plan = Plan()
+        if photo_dir is not None:
+            plan.add(
+                f"photos {photo_dir}: {len(photos)} images" if photos else f"photos {photo_dir}: {data_error}"
+            )
+        if pairs:
+            plan.add(f"pairs {cfg.paired_dir}: {len(pairs)}")
+        if bank is not None:
+            bank.sample(0)  # reads the photos
+            t_sample = time_call(lambda: bank.sample(min(1, len(bank) - 1)))
+            made = cfg.samples_per_epoch * (cfg.epochs if cfg.fresh_degradations else 1) // ddp.world_size
+            plan.add(
+                f"data bank: {made} crops x {t_sample:.3f} s (measured, per rank)", "data", made * t_sample
+            )
+        if use_teacher:
+            lines, setup_seconds = teacher_setup_lines(cfg.teacher)
+            for line in lines[:-1]:
+                plan.add(line)
+            plan.add(lines[-1], "teacher setup" if setup_seconds else "", setup_seconds)
+            if teacher_ready(cfg.teacher):
+                teacher = make_teacher(cfg.teacher)
+            if bank is not None:
+                todo, per, how = teacher_todo(bank, teacher, cfg, progress)
+                plan.add(
+                    f"teacher inference: {todo} of {bank.teacher_count} samples not in the cache x {per:.2f} s "
+                    f"({how})",
+                    "teacher",
+                    todo * per,
+                )
+        t_step = measure_step_seconds(
+            model, loss_fn, cfg.batch_size, cfg.crop, device, amp_dtype=amp_dtype if use_amp else None
+        )
+        plan.add(
+            f"training: {remaining_steps} steps x {t_step:.3f} s (measured, per rank) on {device} x {ddp.world_size} "
+            f"rank(s); validation of {len(cfg.val_presets)} presets after each epoch",
+            "training",
+            remaining_steps * t_step,
+        )
+        print(plan.render(), flush=True)
+    if data_error is not None:
+        raise data_error
+
+    # --- teacher stage: rank 0 fills the cache, the other ranks wait, then read it
+    if use_teacher:
+        if main:
+            t0 = time.perf_counter()
+            teacher = teacher or make_teacher(cfg.teacher)  # may download and convert (see the plan)
+            bank.teacher = TeacherCache(teacher)
+            for inp in tqdm(
+                bank.teacher_inputs(),
+                total=bank.teacher_count,
+                desc=f"teacher {cfg.teacher}",
+                disable=not progress,
+            ):
+                bank.teacher(inp)
+            state["teacher_seconds"] += time.perf_counter() - t0
+            print(
+                f"teacher cache {bank.teacher.root}: {bank.teacher.hits} reused, {bank.teacher.misses} computed"
+            )
+        distributed.barrier(ddp)
+        if not main:
+            with contextlib.redirect_stdout(io.StringIO()):  # rank 0 has said it all
+                bank.teacher = TeacherCache(make_teacher(cfg.teacher))
+    val_frames = (
+        validation_frames(_default_dir(cfg.val_dir, "val"), cfg.val_presets, cfg.val_frames, cfg.val_crop)
+        if main
+        else []
+    )
+
     macs = count_macs(model)
-    print(
+    say(
         f"training {cfg.model} ({count_params(model):,} params, {macs / 1e9:.2f} GMAC/1080p) on {device}: "
-        f"{len(photos)} photos, {len(pairs)} pairs, teacher={cfg.teacher}, {cfg.epochs} epochs x {steps_per_epoch} steps"
+        f"{len(photos)} photos, {len(pairs)} pairs, teacher={cfg.teacher}, {cfg.epochs} epochs x {steps_per_epoch} steps\n"
+        f"global batch {global_batch} ({ddp.world_size} rank(s) x batch_size={cfg.batch_size}), "
+        f"peak lr {cfg.lr:g} for that global batch (not rescaled by the number of ranks)"
     )
     log_path = run_dir / "log.csv"
-    new_log = not log_path.exists()
-    log_fh = open(log_path, "a", newline="")  # noqa: SIM115
-    log = csv.DictWriter(log_fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
-    if new_log:
-        log.writeheader()
+    log_fh, log, board = None, None, None
+    if main:
+        new_log = not log_path.exists()
+        log_fh = open(log_path, "a", newline="")  # noqa: SIM115
+        log = csv.DictWriter(log_fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        if new_log:
+            log.writeheader()
+        board = tensorboard_writer(run_dir)  # None when TensorBoard is not installed
 
     start_epoch = state["step"] // steps_per_epoch
     loop_start, elapsed_before = time.perf_counter(), state["elapsed_seconds"]
 
     def save(path: Path, metrics: dict) -> None:
-        """Checkpoint the student, optimiser, training state and metrics (atomically)."""
+        """Checkpoint the student, optimiser, training state and metrics (atomically; rank 0 only)."""
         state["elapsed_seconds"] = elapsed_before + time.perf_counter() - loop_start
+        if not main:
+            return
         save_checkpoint(
             path,
             model,
@@ -206,6 +323,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             optimizer=optimizer.state_dict(),
         )
 
+    def paused() -> bool:
+        return 0 < cfg.max_steps <= state["step"] < total_steps
+
     bar = tqdm(
         total=total_steps, initial=state["step"], desc=cfg.name, disable=not progress, dynamic_ncols=True
     )
@@ -213,29 +333,30 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         for epoch in range(start_epoch, cfg.epochs):
             bank.set_epoch(epoch)
             order = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(bank))[
-                : steps_per_epoch * cfg.batch_size
+                : steps_per_epoch * global_batch
             ]
             first = state["step"] - epoch * steps_per_epoch
-            batches = order.reshape(steps_per_epoch, cfg.batch_size)[first:]
+            batches = distributed.shard(order.reshape(steps_per_epoch, global_batch)[first:], ddp)
             loader = DataLoader(bank, batch_sampler=batches.tolist(), num_workers=cfg.workers)
-            model.train()
+            net.train()
             t_epoch = time.perf_counter()
             for batch in loader:
                 t0 = time.perf_counter()
                 for g in optimizer.param_groups:
                     g["lr"] = cfg.lr * lr_factor(state["step"], cfg.warmup_steps, total_steps)
-                inp, gt = batch["inp"].to(device), batch["gt"].to(device)
+                inp = batch["inp"].to(device, memory_format=memory_format)
+                gt = batch["gt"].to(device)
                 tch = batch["teacher"].to(device) if "teacher" in batch else None
                 tmask = batch["has_teacher"].to(device) if "has_teacher" in batch else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out = model(inp)
+                    out = net(inp)
                 loss, terms = loss_fn(out.float(), gt, tch, tmask)
                 if not math.isfinite(terms["loss"]):
                     raise FloatingPointError(
                         f"loss became {terms['loss']} at step {state['step']}; lower lr="
                     )
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
@@ -243,44 +364,70 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 state["step"] += 1
                 dt = time.perf_counter() - t0
                 state["step_seconds"] += dt
-                log.writerow(
-                    {
-                        "step": state["step"],
-                        "epoch": epoch,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "seconds": round(dt, 4),
-                        **terms,
-                    }
-                )
+                terms = distributed.mean_over_ranks(terms, device, ddp)  # the global batch's loss terms
+                lr = optimizer.param_groups[0]["lr"]
+                if main:
+                    log.writerow(
+                        {"step": state["step"], "epoch": epoch, "lr": lr, "seconds": round(dt, 4), **terms}
+                    )
+                    if board is not None:
+                        for key, value in terms.items():
+                            board.add_scalar(f"train/{key}", value, state["step"])
                 bar.update(1)
                 bar.set_postfix(loss=f"{terms['loss']:.4f}")
-                if state["step"] % cfg.checkpoint_every == 0:
-                    log_fh.flush()
+                if state["step"] % cfg.checkpoint_every == 0 or paused():
+                    if main:
+                        log_fh.flush()
                     save(last_path, best_metrics)
-            # --- end of epoch: validate, checkpoint
-            model.eval()
-            metrics = evaluate(torch_restorer(model, device), val_frames)
-            gain = metrics["score"]["psnr_gain"]
-            record = {
-                "epoch": epoch,
-                "step": state["step"],
-                "epoch_seconds": time.perf_counter() - t_epoch,
-                "metrics": metrics,
-            }
-            with open(run_dir / "val.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs} validation ({len(val_frames)} frames):\n{format_table(metrics)}"
-            )
-            if gain > state["best_gain"]:
-                state["best_gain"], best_metrics = gain, metrics
-                save(best_path, metrics)
-            log_fh.flush()
-            save(last_path, best_metrics)
+                if paused():
+                    break
+            if state["step"] < (epoch + 1) * steps_per_epoch:
+                break  # paused mid-epoch (max_steps): last.pt is saved, --resume continues here
+            # --- end of epoch: check the ranks agree, validate (rank 0), checkpoint, draw the curves
+            state["rank_weight_spread"] = distributed.weight_spread(model, ddp)
+            if main:
+                model.eval()
+                metrics = evaluate(torch_restorer(model, device), val_frames)
+                gain = metrics["score"]["psnr_gain"]
+                record = {
+                    "epoch": epoch,
+                    "step": state["step"],
+                    "epoch_seconds": time.perf_counter() - t_epoch,
+                    "ranks": ddp.world_size,
+                    "rank_weight_spread": state["rank_weight_spread"],
+                    "metrics": metrics,
+                }
+                with open(run_dir / "val.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                tqdm.write(
+                    f"epoch {epoch + 1}/{cfg.epochs} validation ({len(val_frames)} frames):\n{format_table(metrics)}"
+                )
+                if board is not None:
+                    board.add_scalar("val/psnr_gain", gain, epoch + 1)
+                if gain > state["best_gain"]:
+                    state["best_gain"], best_metrics = gain, metrics
+                    save(best_path, metrics)
+                log_fh.flush()
+                save(last_path, best_metrics)
+                write_curves(run_dir)
+            distributed.barrier(ddp)  # the other ranks wait for validation and the checkpoint
+            if paused():
+                break
     finally:
         bar.close()
-        log_fh.close()
+        if main:
+            log_fh.close()
+            if board is not None:
+                board.close()
 
+    if state["step"] < total_steps:
+        say(
+            f"paused at step {state['step']}/{total_steps} (max_steps={cfg.max_steps}); {last_path} saved; "
+            f"continue with: kd-train --resume {run_dir}"
+        )
+        return last_path
+    if not main:
+        return final_path
     if not best_path.exists():  # killed after the last step but before its validation
         model.eval()
         best_metrics = evaluate(torch_restorer(model, device), val_frames)
@@ -299,10 +446,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         "student": str(final_path),
         "steps": state["step"],
         "best_gain_db": state["best_gain"],
+        "ranks": ddp.world_size,
+        "rank_weight_spread": state.get("rank_weight_spread", 0.0),
         "metrics": best_metrics,
     }
     atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    write_curves(run_dir)
     print(
-        f"wrote {final_path} (best mean PSNR gain {state['best_gain']:+.3f} dB), {last_path}, {run_dir / 'log.csv'}"
+        f"wrote {final_path} (best mean PSNR gain {state['best_gain']:+.3f} dB), {last_path}, {run_dir / 'log.csv'}, "
+        f"{run_dir / 'curves.png'}"
     )
     return final_path

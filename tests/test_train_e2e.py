@@ -52,13 +52,19 @@ def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
     assert train_main(args) == 0
     out = capsys.readouterr().out
     assert "0 reused, 80 computed" in out
+    # the plan (with the teacher's cost) comes before the teacher stage, and the teacher stage before training
+    assert "teacher inference: 80 of 80 samples not in the cache" in out
+    assert out.index("plan (") < out.index("teacher cache") < out.index("global batch 8")
     run = tmp_path / "kd"
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = _log_steps(run)
     assert [int(r["step"]) for r in rows] == list(range(1, 21))
     assert all(float(r["l1_teacher"]) > 0 for r in rows)
     model, ckpt = load_student(run / "student.pt")
     assert ckpt["train_config"]["teacher"] == f"onnx:{teacher}" and "gauss1.5" in ckpt["metrics"]
-    assert ckpt["train"]["elapsed_seconds"] >= ckpt["train"]["step_seconds"] > 0  # elapsed adds data + validation
+    assert (
+        ckpt["train"]["elapsed_seconds"] >= ckpt["train"]["step_seconds"] > 0
+    )  # elapsed adds data + validation
     assert (run / "val.jsonl").read_text().count("\n") == 2
 
     # the teacher runs once per sample, ever: a second run over the same bank reuses every output
@@ -68,7 +74,8 @@ def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
         )
         == 0
     )
-    assert "80 reused, 0 computed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "80 reused, 0 computed" in out and "teacher inference: 0 of 80 samples" in out
     # another optimisation seed over the same data bank (data_seed) reuses them too, and trains other weights
     reseeded = _args(photo_dirs, tmp_path, "kd4", "samples_per_epoch=80", "epochs=1", "seed=1", "data_seed=0")
     assert train_main([*reseeded, f"teacher=onnx:{teacher}"]) == 0
@@ -140,3 +147,24 @@ def test_resume_after_kill_continues_the_same_loss_curve(photo_dirs, tmp_path) -
         [resumed[s] for s in range(1, 61)], [reference[s] for s in range(1, 61)], rtol=1e-5
     )
     assert read_checkpoint(tmp_path / "victim" / "student.pt")["train"]["total_steps"] == 60
+
+
+def test_tensorboard_scalars_when_available(photo_dirs, tmp_path, monkeypatch, capsys) -> None:
+    from kd_trainer import curves, train
+
+    calls: list[tuple[str, float, int]] = []
+
+    class FakeWriter:
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def close(self) -> None:
+            calls.append(("closed", 0.0, 0))
+
+    monkeypatch.setattr(train, "tensorboard_writer", lambda run_dir: FakeWriter())
+    assert train_main(_args(photo_dirs, tmp_path, "tb", "samples_per_epoch=16", "epochs=1", "beta=0")) == 0
+    assert ("train/loss", pytest.approx(float(_log_steps(tmp_path / "tb")[0]["loss"])), 1) in calls
+    assert [c[0] for c in calls[-2:]] == ["val/psnr_gain", "closed"]
+    # without TensorBoard installed the writer is None and the run goes on silently
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert curves.tensorboard_writer(tmp_path) is None

@@ -1,0 +1,79 @@
+"""Packaged recipes: ``--config NAME``, ``--list-configs`` (from an installed wheel), and a bare ``kd-train``."""
+
+import importlib.resources
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kd_trainer.cli import train_main
+from kd_trainer.config import ConfigError, load_config, packaged_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bare_name_resolves_to_the_packaged_recipe(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing checkout-relative
+    assert load_config("fast").model == "runet-f2"
+    assert load_config("quality", ["epochs=1"]).epochs == 1
+    own = tmp_path / "fast"  # an existing path wins over the packaged name
+    own.write_text("model: runet-p\nbeta: 0\n")
+    assert load_config("fast").model == "runet-p"
+    with pytest.raises(ConfigError, match="neither a file nor a packaged recipe"):
+        load_config("fastest")
+    recipes = packaged_configs()
+    assert {"fast", "quality"} <= set(recipes)
+    folder = importlib.resources.files("kd_trainer") / "configs"
+    assert recipes["fast"].read_text() == (folder / "fast.yaml").read_text()
+
+
+def test_list_configs(capsys) -> None:
+    assert train_main(["--list-configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["fast", "quality"]
+    assert lines[0].split(None, 1)[1].startswith("The shipped `fast` student")
+
+
+def test_bare_kd_train_prints_what_it_needs(capsys) -> None:
+    assert train_main([]) == 2
+    err = capsys.readouterr().err
+    for needed in ("kd-train --config fast", "kd-data photos", "torchrun --nproc_per_node 2", "quality"):
+        assert needed in err
+
+
+def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "kd_trainer", src / "kd_trainer", ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+        + ["-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {build.stderr[-500:]}")
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        assert {"kd_trainer/configs/fast.yaml", "kd_trainer/configs/quality.yaml"} <= set(zf.namelist())
+        zf.extractall(site)
+    code = (
+        "import sys, kd_trainer; from kd_trainer.cli import train_main; "
+        f"assert kd_trainer.__file__.startswith({str(site)!r}), kd_trainer.__file__; "
+        "sys.exit(train_main(['--list-configs']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert [line.split()[0] for line in run.stdout.splitlines()] == ["fast", "quality"]
