@@ -514,7 +514,17 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                 sinks.append(live.PreviewSink())
             if args.output:
                 sinks.append(live.RecordSink(args.output, source.fps))
-            sharpener = stack.enter_context(_live_sharpener(model, args, source.height, source.width, stack))
+            sharpener = stack.enter_context(
+                live.sharpener_for_frames(
+                    model,
+                    source.height,
+                    source.width,
+                    device=args.device,
+                    model_color=args.color,
+                    pad=args.pad_to_model,
+                    log=lambda msg: print(f"notice: {msg}", file=sys.stderr),
+                )
+            )
             print(f"model: {sharpener}", file=sys.stderr)
             print(f"sinks: {', '.join(s.name for s in sinks)}; Ctrl-C stops", file=sys.stderr)
             loop = live.LiveLoop(source, sharpener.process, sinks, queue_size=args.queue)
@@ -533,46 +543,6 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         return 130
     except (ValueError, OSError, RuntimeError, KeyError) as exc:
         return _err("sharpen", exc)
-
-
-@contextlib.contextmanager
-def _live_sharpener(
-    model: Path, args: argparse.Namespace, height: int, width: int, stack: contextlib.ExitStack
-) -> Iterator[Any]:
-    """A Sharpener for ``height x width`` frames; a fixed-size convolutional ONNX is re-shaped to that size."""
-    import tempfile
-
-    import numpy as np
-
-    from trt_engine.live import fit_onnx_to_frame
-    from trt_engine.sharpener import Sharpener
-
-    def open_(path: Path) -> Any:
-        return Sharpener(path, device=args.device, color="bgr", model_color=args.color)
-
-    if not args.pad_to_model:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sharpen-live-"))
-        fitted = fit_onnx_to_frame(model, height, width, tmp)
-        if fitted is not None:
-            sharpener = None
-            try:
-                sharpener = open_(fitted)
-                sharpener.process(np.zeros((height, width, 3), np.uint8))
-            except Exception as exc:
-                if sharpener is not None:
-                    sharpener.close()
-                print(f"notice: {model.name} could not be re-shaped ({exc}); padding frames", file=sys.stderr)
-            else:
-                print(
-                    f"notice: {model.name} is fixed at a larger size; running it re-shaped to {height}x{width} "
-                    "(a convolutional graph: same network, no padding work; --pad-to-model to opt out)",
-                    file=sys.stderr,
-                )
-                with sharpener:
-                    yield sharpener
-                return
-    with open_(model) as sharpener:
-        yield sharpener
 
 
 def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, kind: str) -> int:

@@ -17,6 +17,7 @@ The command line is ``sharpen --camera ...`` (:mod:`trt_engine.cli`); docs/live.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -703,3 +704,56 @@ def fit_onnx_to_frame(model: str | Path, height: int, width: int, out_dir: str |
     out = Path(out_dir) / f"{path.stem}_{th}x{tw}.onnx"
     onnx.save(proto, str(out))
     return out
+
+
+@contextlib.contextmanager
+def sharpener_for_frames(
+    model: str | Path,
+    height: int,
+    width: int,
+    *,
+    device: str | None = None,
+    color: str = "bgr",
+    model_color: str | None = None,
+    pad: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[Any]:
+    """A warmed-up :class:`~trt_engine.Sharpener` for ``height x width`` frames (closed on exit).
+
+    A fixed-size convolutional ONNX larger than the frames is re-shaped to them (:func:`fit_onnx_to_frame`,
+    into a temporary folder) unless ``pad``; if the re-shaped copy does not load or run, the original is used
+    and frames are padded as usual. ``log`` gets one line saying which happened.
+    """
+    from trt_engine.sharpener import Sharpener
+
+    model = Path(model)
+    warm = np.zeros((height, width, 3), np.uint8)
+    with contextlib.ExitStack() as stack:
+        sharpener = None
+        if not pad:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sharpen-live-"))
+            fitted = fit_onnx_to_frame(model, height, width, tmp)
+            if fitted is not None:
+                try:
+                    sharpener = Sharpener(fitted, device=device, color=color, model_color=model_color)
+                    sharpener.process(warm)
+                except Exception as exc:
+                    if sharpener is not None:
+                        sharpener.close()
+                    sharpener = None
+                    if log:
+                        log(
+                            f"{model.name} could not be re-shaped to {height}x{width} ({exc}); padding frames"
+                        )
+                else:
+                    if log:
+                        log(
+                            f"{model.name} is fixed at a larger size; running it re-shaped to {height}x{width} "
+                            "(a convolutional graph: the same network without the padding work; --pad-to-model "
+                            "to opt out)"
+                        )
+        if sharpener is None:
+            sharpener = Sharpener(model, device=device, color=color, model_color=model_color)
+            sharpener.process(warm)
+        with sharpener:
+            yield sharpener
