@@ -237,3 +237,28 @@ def test_fixed_model_reshaped_to_the_camera_is_the_same_network(tmp_path: Path) 
     # identical away from the bottom/right border, where the padded run saw reflected content instead of zeros
     inner = np.abs(a[:-24, :-24].astype(int) - b[:-24, :-24].astype(int))
     assert inner.max() <= 1
+
+
+@needs_fast
+def test_bench_has_a_live_row_in_json_and_markdown(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.cli import EXIT_OK, main
+
+    out = tmp_path / "r"
+    code = main(
+        ["--smoke", "--no-speed", "--no-quality", "--models", "fast", "--live-seconds", "0.5", "-o", str(out)]
+    )
+    assert code == EXIT_OK
+    data = json.loads((out / "benchmark.json").read_text())
+    rows = data["live"]["rows"]
+    assert [r["size"] for r in rows] == ["640x360", "1280x720", "1920x1080"]
+    for r in rows:
+        assert r["frames_in"] >= 10 and 0 < r["frames_out"] <= r["frames_in"]
+        assert r["frames_out"] + r["dropped"] == r["frames_in"]
+        assert 0 < r["latency_p50_ms"] <= r["latency_p95_ms"] < 2000
+    assert rows[0]["model_input"] == "360x640"  # the 1080p student re-shaped to the camera, not padded
+    md = (out / "benchmark.md").read_text()
+    assert "## Live (capture -> sharpen -> sink)" in md and "| 1280x720 |" in md
+    code = main(["--smoke", "--no-speed", "--no-quality", "--no-live", "--models", "fast", "-o", str(out)])
+    assert code == EXIT_OK and "Not run: --no-live" in (out / "benchmark.md").read_text()
