@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quality", action="store_true", help="skip the quality part")
     p.add_argument("--no-video", action="store_true", help="skip the video check")
     p.add_argument(
+        "--no-live",
+        action="store_true",
+        help="skip the live row (capture-to-sink latency and sustained fps at 360p/720p/1080p, 30 fps source)",
+    )
+    p.add_argument(
+        "--live-seconds",
+        type=float,
+        metavar="S",
+        help="seconds of live video per frame size (default 3, quick 1.5)",
+    )
+    p.add_argument(
         "--frames",
         metavar="DIR",
         help="folder of evaluation frames (default: photo pool val split, bundled sample, or skimage photos)",
@@ -238,6 +249,27 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], dict
             speed = T.run_speed(specs, scfg, calib, unsharp, _log, teacher if args.teacher else None)
             result["speed"] = {"config": scfg.describe(), **speed.to_dict()}
             errors.extend(speed.errors)
+
+        # ---- live
+        if args.no_live:
+            result["live_skipped"] = "--no-live"
+        else:
+            from . import live as L
+
+            lcfg = L.live_config(args.quick, args.smoke)
+            if args.live_seconds is not None:
+                lcfg.seconds = max(0.1, args.live_seconds)
+            picked = L.pick_model(specs, device)
+            if picked is None:
+                result["live_skipped"] = "no benchmarked model has an .onnx, .pt or .engine file"
+            else:
+                _log(
+                    f"live: {picked[0]} at {', '.join(f'{w}x{h}' for w, h in lcfg.sizes)}, "
+                    f"{lcfg.seconds:g} s each at {lcfg.fps:g} fps ..."
+                )
+                live = L.run_live(picked[1], picked[0], calib, lcfg, _log, device)
+                errors.extend(live.pop("errors"))
+                result["live"] = live
 
         # ---- quality
         if args.no_quality:

@@ -295,6 +295,46 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _live_section(live: dict[str, Any]) -> list[str]:
+    cfg = live.get("config") or {}
+    lines = [
+        "## Live (capture -> sharpen -> sink)",
+        "",
+        f"`sharpen --camera` as a call uses it: a synthetic camera (photo frames played in real time at "
+        f"{_fmt(cfg.get('fps'), 0)} fps) -> `{live.get('model')}` -> a null sink, {_fmt(cfg.get('seconds'), 1)} s "
+        "per size, queues of one frame that drop stale frames. Latency is capture to sink per delivered frame; "
+        "*kept* = frames out / frames in. *Model input* is the size the model ran at (a fixed-size convolutional "
+        "ONNX is re-shaped to the camera; otherwise frames are padded to it).",
+        "",
+    ]
+    rows = live.get("rows") or []
+    if rows:
+        lines += _table(
+            ["size", "model input", "in fps", "out fps", "kept", "dropped", "p50 ms", "p95 ms"],
+            [
+                [
+                    r["size"],
+                    r["model_input"],
+                    _fmt(r["in_fps"], 1),
+                    _fmt(r["out_fps"], 1),
+                    f"{100 * r['kept']:.0f}%" if r.get("kept") is not None else "–",
+                    r["dropped"],
+                    _fmt(r["latency_p50_ms"], 1),
+                    _fmt(r["latency_p95_ms"], 1),
+                ]
+                for r in rows
+            ],
+            "llrrrrrr",
+        )
+        lines.append("")
+    else:
+        lines += ["No live figures.", ""]
+    lines += [f"- {n}" for n in live.get("notes") or []]
+    if live.get("notes"):
+        lines.append("")
+    return lines
+
+
 def _quality_section(q: dict[str, Any]) -> list[str]:
     lines = ["## Quality (full 1920x1080 frames)", ""]
     frames = q.get("frames") or {}
@@ -510,6 +550,10 @@ def render_markdown(result: dict[str, Any], files: dict[str, str]) -> str:
         lines += _speed_section(result["speed"])
     else:
         lines += ["## Speed", "", f"Not run: {result.get('speed_skipped', 'disabled')}.", ""]
+    if result.get("live"):
+        lines += _live_section(result["live"])
+    else:
+        lines += ["## Live", "", f"Not run: {result.get('live_skipped', 'disabled')}.", ""]
     if result.get("quality"):
         lines += _quality_section(result["quality"])
     else:

@@ -417,8 +417,39 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         "--demo-image", help="ground-truth frame for --demo (default: the bundled 1080p sample)"
     )
     parser.add_argument("--runs", type=int, default=10, help="timed runs for --demo (10)")
+    live = parser.add_argument_group("live (docs/live.md)")
+    live.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        help="sharpen live: a camera index (0), a device (/dev/video2), a URL, or a video file played in real "
+        "time; sinks: --virtual-camera, --preview, -o FILE (any combination)",
+    )
+    live.add_argument(
+        "--virtual-camera", action="store_true", help="send to a virtual camera (pyvirtualcam: extra [live])"
+    )
+    live.add_argument(
+        "--virtual-camera-device", metavar="DEV", help="e.g. /dev/video10 (default: first free)"
+    )
+    live.add_argument("--preview", action="store_true", help="show the output in a window (q/Esc to quit)")
+    live.add_argument("--size", metavar="WxH", help="ask the camera for this size, e.g. 1280x720")
+    live.add_argument("--fps", type=float, help="ask the camera for this frame rate")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    live.add_argument(
+        "--queue", type=int, default=1, choices=(1, 2), help="frames buffered per stage (1: lowest latency)"
+    )
+    live.add_argument(
+        "--pad-to-model",
+        action="store_true",
+        help="feed small frames to a fixed-size model padded (default: re-shape a convolutional ONNX to the "
+        "camera size)",
+    )
     args = parser.parse_args(argv)
 
+    if args.camera is not None:
+        return _live_main(parser, args)
+    live_only = [f for f in ("virtual_camera", "preview", "size", "duration") if getattr(args, f)]
+    if live_only:
+        parser.error(f"--{live_only[0].replace('_', '-')} needs --camera SOURCE")
     if not args.demo and (not args.input or not args.output):
         parser.error("INPUT and -o OUTPUT are required (or use --demo)")
     if args.batch is not None and args.batch < 1:
@@ -440,6 +471,78 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         if type(exc).__module__.startswith("av"):
             return _err("sharpen", exc)
         raise
+
+
+def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``sharpen --camera SOURCE``: check the sinks' requirements first (fast), then camera, then model."""
+    if args.input or args.demo or args.side_by_side or args.batch:
+        parser.error("--camera takes no INPUT, --demo, --side-by-side or --batch")
+    if not (args.virtual_camera or args.preview or args.output):
+        parser.error("--camera needs at least one sink: --virtual-camera, --preview or -o FILE")
+    size = None
+    if args.size:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            size = (w, h)
+        except ValueError:
+            parser.error(f"--size must look like 1280x720, got {args.size!r}")
+    if args.duration is not None and args.duration <= 0:
+        parser.error("--duration must be > 0")
+    try:
+        from trt_engine import live
+
+        if args.virtual_camera:
+            live.require_pyvirtualcam()  # before anything slow: a missing extra fails in well under a second
+        if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi"):
+            raise ValueError(f"recording {args.output} needs a video suffix (.mp4, .mkv, .mov or .avi)")
+        model = Path(args.model) if args.model else _default_model()
+        with _sigterm_as_exit(), contextlib.ExitStack() as stack:
+            source = live.CaptureSource(args.camera, size=size, fps=args.fps)
+            stack.callback(source.close)
+            print(
+                f"source: {source.name}, {source.width}x{source.height} at {source.fps:g} fps",
+                file=sys.stderr,
+            )
+            sinks: list[Any] = []
+            if args.virtual_camera:
+                sinks.append(
+                    live.VirtualCameraSink(
+                        source.width, source.height, source.fps, args.virtual_camera_device
+                    )
+                )
+            if args.preview:
+                sinks.append(live.PreviewSink())
+            if args.output:
+                sinks.append(live.RecordSink(args.output, source.fps))
+            sharpener = stack.enter_context(
+                live.sharpener_for_frames(
+                    model,
+                    source.height,
+                    source.width,
+                    device=args.device,
+                    model_color=args.color,
+                    pad=args.pad_to_model,
+                    log=lambda msg: print(f"notice: {msg}", file=sys.stderr),
+                )
+            )
+            print(f"model: {sharpener}", file=sys.stderr)
+            print(f"sinks: {', '.join(s.name for s in sinks)}; Ctrl-C stops", file=sys.stderr)
+            loop = live.LiveLoop(source, sharpener.process, sinks, queue_size=args.queue)
+            stats = loop.run(duration=args.duration, status=live.status_printer())
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        print(f"live: {stats.line()} (stopped by {stats.stopped_by})", file=sys.stderr)
+        for sink in sinks:
+            for note in getattr(sink, "notes", []):
+                print(f"notice: {note}", file=sys.stderr)
+            if isinstance(sink, live.RecordSink) and sink.frames:
+                print(f"wrote {sink.path}: {sink.frames} frames")
+        return 0
+    except KeyboardInterrupt:  # before the loop started (opening the camera or the model)
+        print("sharpen: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        return _err("sharpen", exc)
 
 
 def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, kind: str) -> int:
