@@ -311,12 +311,23 @@ def apply_chain(img: np.ndarray, chain: Chain, seed: int = 0) -> np.ndarray:
 CLEAN_SHARE = 0.15
 
 
-def sample_train_chain(rng: np.random.Generator, h264: bool | None = None) -> Chain:
+#: Training mixes: ``call`` draws whole call pipelines (plus clean samples); ``balanced`` also draws
+#: single-step damage (one step alone: blur, noise, JPEG, shake, camera sharpening, scaling or H.264 at full
+#: size) for 30% of samples, so the student meets each kind of damage on its own and learns to tell them apart.
+MIXES = ("call", "balanced")
+SINGLE_STEP_SHARE = 0.30
+
+
+def sample_train_chain(rng: np.random.Generator, h264: bool | None = None, mix: str = "call") -> Chain:
     """A random call pipeline for training; every step's variant is drawn (see the module docstring)."""
+    if mix not in MIXES:
+        raise ValueError(f"unknown training mix {mix!r}; known: {', '.join(MIXES)}")
     if h264 is None:
         h264 = has_h264()
     if rng.random() < CLEAN_SHARE:
         return Chain(clean=True)
+    if mix == "balanced" and rng.random() < SINGLE_STEP_SHARE / (1 - CLEAN_SHARE):
+        return _single_step_chain(rng, h264)
     p: dict[str, Any] = {}
     r = rng.random()
     if r < 0.75:
@@ -347,6 +358,35 @@ def sample_train_chain(rng: np.random.Generator, h264: bool | None = None) -> Ch
     elif codec < 0.85:
         p["codec"], p["quality"] = "jpeg", int(rng.integers(20, 91))
     return Chain(**p)
+
+
+def _single_step_chain(rng: np.random.Generator, h264: bool) -> Chain:
+    """One kind of damage alone, with training variants."""
+    kinds = ["blur", "noise", "jpeg", "motion", "oversharpen", "scale"] + (["h264"] if h264 else [])
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "blur":
+        return Chain(blur_sigma=float(rng.uniform(0.3, 1.5)))
+    if kind == "noise":
+        if rng.random() < 0.5:
+            return Chain(noise="gauss", noise_sigma=float(rng.uniform(1.0, 6.0)))
+        return Chain(
+            noise="signal",
+            noise_sigma=float(rng.uniform(0.5, 2.5)),
+            noise_gain=float(rng.uniform(0.02, 0.12)),
+        )
+    if kind == "jpeg":
+        return Chain(codec="jpeg", quality=int(rng.integers(20, 91)))
+    if kind == "motion":
+        return Chain(motion_len=int(rng.integers(2, 8)), motion_angle=float(rng.uniform(0, 180)))
+    if kind == "oversharpen":
+        return Chain(oversharpen=float(rng.uniform(0.3, 1.2)), oversharpen_sigma=float(rng.uniform(0.8, 2.0)))
+    if kind == "scale":
+        return Chain(
+            down=float(rng.uniform(1.5, 3.0)),
+            down_scaler=str(rng.choice(TRAIN_DOWN_SCALERS)),
+            up_scaler=str(rng.choice(TRAIN_UP_SCALERS)),
+        )
+    return Chain(codec="h264", quality=int(rng.integers(23, 42)), preset=str(rng.choice(TRAIN_H264_PRESETS)))
 
 
 # ------------------------------------------------------------------------------------------ test families

@@ -36,7 +36,7 @@ class TrainConfig:
     samples_per_epoch: int = 512
     teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
     teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
-    degradations: str = "chains"  # chains (randomised call pipelines, kd_trainer.chain) | presets (v1 mix)
+    degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
     fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
     val_presets: list[str] = field(
         default_factory=lambda: [
@@ -113,8 +113,12 @@ class TrainConfig:
 
         if self.model not in STUDENTS:
             raise ConfigError(f"unknown model {self.model!r}; registered: {', '.join(STUDENTS)}")
-        if self.degradations not in ("chains", "presets"):
-            raise ConfigError(f"degradations must be 'chains' or 'presets', got {self.degradations!r}")
+        from kd_trainer.data import DEGRADATIONS
+
+        if self.degradations not in DEGRADATIONS:
+            raise ConfigError(
+                f"degradations must be one of {', '.join(DEGRADATIONS)}, got {self.degradations!r}"
+            )
         unknown = [p for p in self.val_presets if p not in PRESETS and p != "chain"]
         if unknown:
             raise ConfigError(f"unknown val_presets {unknown}; known: {', '.join(PRESETS)}")

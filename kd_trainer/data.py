@@ -20,6 +20,9 @@ from kd_trainer.chain import apply_chain, sample_train_chain
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
 
+#: Training degradations: whole call chains, call chains plus single-step damage, or the v1 preset mix.
+DEGRADATIONS = ("chains", "chains-balanced", "presets")
+
 
 class DataError(ValueError):
     """A dataset folder is missing, empty, or its files do not match up."""
@@ -145,8 +148,8 @@ class TrainBank(Dataset):
         self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
         # gate: use a teacher output only where it is closer to the ground truth than the input is
         self.teacher_gate = teacher_gate
-        if degradations not in ("chains", "presets"):
-            raise DataError(f"degradations must be 'chains' or 'presets', got {degradations!r}")
+        if degradations not in DEGRADATIONS:
+            raise DataError(f"degradations must be one of {', '.join(DEGRADATIONS)}, got {degradations!r}")
         self.degradations = degradations
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
@@ -194,7 +197,8 @@ class TrainBank(Dataset):
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
-        return chain_sample(self._image(path), self.crop, rng, str(path))
+        mix = "balanced" if self.degradations == "chains-balanced" else "call"
+        return chain_sample(self._image(path), self.crop, rng, str(path), mix)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
@@ -221,12 +225,14 @@ class TrainBank(Dataset):
 CHAIN_MARGIN = 16
 
 
-def chain_sample(image: np.ndarray, crop: int, rng: np.random.Generator, name: str) -> Sample:
+def chain_sample(
+    image: np.ndarray, crop: int, rng: np.random.Generator, name: str, mix: str = "call"
+) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
-    chain = sample_train_chain(rng)
+    chain = sample_train_chain(rng, mix=mix)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))
     return Sample(

@@ -136,3 +136,29 @@ def test_every_family_degrades_deterministically() -> None:
             assert psnr(img, out) < 60, name
     with pytest.raises(KeyError, match="unknown test family"):
         family_chain("nope", 0)
+
+
+def test_balanced_mix_adds_single_step_damage_and_call_mix_is_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    chains = [sample_train_chain(rng, h264=True, mix="balanced") for _ in range(1500)]
+    single = [c for c in chains if not c.clean and sum(_steps(c)) == 1]
+    assert 0.2 < len(single) / len(chains) < 0.4
+    kinds = {tuple(_steps(c)) for c in single}
+    assert len(kinds) >= 6  # blur, noise, JPEG, shake, camera sharpening, scaling, H.264 alone
+    # the call mix draws exactly as before (no extra random numbers): same chains for the same seed
+    a = [sample_train_chain(np.random.default_rng(9), h264=True) for _ in range(3)]
+    b = [sample_train_chain(np.random.default_rng(9), h264=True, mix="call") for _ in range(3)]
+    assert a == b
+    with pytest.raises(ValueError, match="unknown training mix"):
+        sample_train_chain(rng, mix="nope")
+
+
+def _steps(c: Chain) -> list[bool]:
+    return [
+        c.blur_sigma > 0,
+        c.noise != "none",
+        c.codec != "none",
+        c.motion_len > 1,
+        c.oversharpen > 0,
+        c.down > 1,
+    ]
