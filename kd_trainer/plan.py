@@ -38,8 +38,16 @@ def teacher_ready(spec: str) -> bool:
         from kd_trainer.maxim import _info_valid, teacher_paths
 
         return _info_valid(*teacher_paths())
-    _, _, path = spec.partition(":")
-    return Path(path).is_file()
+    return _teacher_file(spec).is_file()
+
+
+def _teacher_file(spec: str) -> Path:
+    kind, _, path = spec.partition(":")
+    if kind == "student":
+        from kd_trainer.models.teachers import student_teacher_path
+
+        return student_teacher_path(path)
+    return Path(path)
 
 
 def teacher_setup_lines(spec: str) -> tuple[list[str], float]:
@@ -67,8 +75,9 @@ def teacher_setup_lines(spec: str) -> tuple[list[str], float]:
             f"(~{MAXIM_CONVERT_MINUTES} min on 2 cores); or run `kd-data teacher maxim-deblur` beforehand"
         )
         return lines, seconds
-    kind, _, path = spec.partition(":")
-    state = "present" if Path(path).is_file() else "MISSING (the run will stop)"
+    kind, _, _ = spec.partition(":")
+    path = _teacher_file(spec)
+    state = "present" if path.is_file() else "MISSING (the run will stop)"
     return [f"teacher {kind}: {path} {state}"], 0.0
 
 

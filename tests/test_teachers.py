@@ -135,3 +135,21 @@ def test_onnx_teacher_reports_its_outputs(tmp_path) -> None:
     _affine_onnx(path)
     with pytest.raises(TeacherError, match="no output named"):
         OnnxTeacher(path, output_name="nope")
+
+
+def test_student_teacher_runs_a_checkpoint_like_the_student_itself(tmp_path) -> None:
+    from kd_trainer.evaluate import torch_restorer
+    from kd_trainer.models.student import save_checkpoint
+    from tests.helpers import perturbed_student
+
+    model = perturbed_student("runet-f2")
+    ckpt = save_checkpoint(tmp_path / "ta.pt", model, name="runet-f2")
+    teacher = make_teacher(f"student:{ckpt}")
+    rgb = np.random.default_rng(1).integers(0, 256, (36, 52, 3), dtype=np.uint8)
+    out = teacher(rgb)
+    assert out.shape == rgb.shape and np.array_equal(out, torch_restorer(model)(rgb))
+    assert teacher.key.startswith("student:") and not np.array_equal(out, rgb)
+    # a shipped student by name
+    assert make_teacher("student:quality").path.name == "quality.pt"
+    with pytest.raises(TeacherError, match="student teacher"):
+        make_teacher(f"student:{tmp_path / 'missing.pt'}")

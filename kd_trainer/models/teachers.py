@@ -117,6 +117,41 @@ class RestormerTeacher(Teacher):
         return self._check(rgb, _to_u8(y))
 
 
+def student_teacher_path(value: str) -> Path:
+    """The checkpoint a ``student:VALUE`` teacher loads: a shipped student by name, else a path."""
+    from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+
+    shipped = SHIPPED_STUDENTS_DIR / f"{value}.pt"
+    return shipped if "/" not in value and shipped.is_file() else Path(value)
+
+
+class StudentTeacher(Teacher):
+    """A trained student checkpoint as the teacher (a *teacher assistant*: e.g. ``quality`` teaching ``fast``).
+
+    ``student:quality`` or ``student:fast`` name a student shipped with the package; any other value is a path.
+    """
+
+    def __init__(self, spec: str) -> None:
+        import torch
+
+        from kd_trainer.models.student import CheckpointError, load_student
+
+        self.path = student_teacher_path(spec)
+        try:
+            self.model, _ = load_student(self.path)
+        except CheckpointError as exc:
+            raise TeacherError(f"student teacher: {exc}") from exc
+        self.torch = torch
+        self.key = f"student:{sha256_file(self.path)[:16]}"
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+        with torch.no_grad():
+            y = self.model(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        return self._check(rgb, _to_u8(y))
+
+
 def make_teacher(spec: str) -> Teacher | None:
     """Create a teacher from its name; ``none`` gives ``None``."""
     if spec in ("", "none"):
@@ -132,7 +167,11 @@ def make_teacher(spec: str) -> Teacher | None:
         return OnnxTeacher(path)
     if sep and kind == "restormer":
         return RestormerTeacher(path)
-    raise TeacherError(f"unknown teacher {spec!r}; use none, maxim-deblur, onnx:PATH or restormer:PATH")
+    if sep and kind == "student":
+        return StudentTeacher(path)
+    raise TeacherError(
+        f"unknown teacher {spec!r}; use none, maxim-deblur, onnx:PATH, restormer:PATH or student:PATH|quality"
+    )
 
 
 class TeacherCache:
