@@ -155,7 +155,10 @@ def measure(specs: Sequence[Any], cfg: SplitConfig, log: Log = print) -> dict[st
         )
         dset = ts.degraded_set(frames, families, progress=False)
         usm_global, usm_family = ts.tune_baselines(cfg.val_dir, families, cfg.usm_crops, progress=False)
-        log(f"test split: unsharp masks tuned on val (global {usm_global})")
+        g = usm_global
+        log(
+            f"test split: unsharp masks tuned on val (global: amount {g.amount}, sigma {g.sigma}, threshold {g.threshold})"
+        )
         methods = ts.baseline_methods(usm_global, usm_family)
         methods.update({r.label: r.method for r in runs if r.method is not None})
         baseline = ts.input_metrics(dset, progress=False)
@@ -228,6 +231,10 @@ def _table(split: dict[str, Any], key: str, fmt: str, mean_key: str | None, mean
     return lines
 
 
+def _frames(n: int) -> str:
+    return f"{n} frame" + ("" if n == 1 else "s")
+
+
 def render(split: dict[str, Any] | None, why_not: str = "") -> list[str]:
     """The report's markdown lines for the section."""
     lines = [f"## {TITLE}", ""]
@@ -248,9 +255,9 @@ def render(split: dict[str, Any] | None, why_not: str = "") -> list[str]:
         "Computed with `benchmarks.test_split`, the scorer behind the model card (`docs/model_card.md`): same "
         "held-out frames, test families, degraded-frame cache, unsharp-mask tuning, scores and targets. "
         "`python -m benchmarks.model_card` on the same frames gives these very numbers"
-        + (f" (this run used {len(frames)} frames{subset}: `--test-frames`)." if subset else "."),
+        + (f" (this run used {_frames(len(frames))}{subset}: `--test-frames`)." if subset else "."),
         "",
-        f"Frames: {len(frames)}{subset} from `{split['config']['test_dir']}` at their own sizes: "
+        f"Frames: {_frames(len(frames))}{subset} from `{split['config']['test_dir']}` at their own sizes: "
         + ", ".join(f"{f['name']} ({f['size']})" for f in frames)
         + ".",
         "",
