@@ -58,7 +58,20 @@ def _parser() -> argparse.ArgumentParser:
         help="teacher window size in pixels (multiple of 64; 0 = full 1080p frame, ~5 min per frame on a CPU)",
     )
     p.add_argument("--no-speed", action="store_true", help="skip the timing part")
-    p.add_argument("--no-quality", action="store_true", help="skip the quality part")
+    p.add_argument(
+        "--no-quality", action="store_true", help="skip both quality parts (test split and legacy)"
+    )
+    p.add_argument(
+        "--no-test-split",
+        action="store_true",
+        help="skip the quality section on the held-out test split (the model card's numbers)",
+    )
+    p.add_argument(
+        "--test-frames",
+        type=int,
+        metavar="N",
+        help="held-out test frames for the test-split section (0 = all; default: all, quick 2, smoke 1)",
+    )
     p.add_argument("--no-video", action="store_true", help="skip the video check")
     p.add_argument(
         "--no-live",
@@ -271,7 +284,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], dict
                 errors.extend(live.pop("errors"))
                 result["live"] = live
 
-        # ---- quality
+        # ---- quality on the held-out test split (the model card's scorer)
+        if args.no_quality or args.no_test_split:
+            result["test_split_skipped"] = "--no-quality" if args.no_quality else "--no-test-split"
+        else:
+            from . import split_quality as SQ
+
+            n = SQ.DEFAULT_FRAMES[mode] if args.test_frames is None else max(0, args.test_frames)
+            try:
+                result["test_split"] = SQ.measure(specs, SQ.SplitConfig(frames=n, device=device), _log)
+            except Exception as exc:  # the rest of the report goes on
+                errors.append(f"test split: {type(exc).__name__}: {exc}")
+                result["test_split_skipped"] = f"failed ({type(exc).__name__}: {exc})"
+
+        # ---- quality: v1 presets on evaluation frames (legacy)
         if args.no_quality:
             result["quality_skipped"] = "--no-quality"
         elif frame_set is not None and tune_set is not None:

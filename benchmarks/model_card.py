@@ -27,7 +27,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
-from benchmarks.baselines import unsharp_mask
 from benchmarks.frames import BenchInputError, detail_crop_box
 from benchmarks.report import machine_info
 from kd_trainer.chain import TEST_FAMILIES
@@ -430,19 +429,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     timing["degrade test frames"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    usm_global = ts.tune_global_unsharp(args.val_dir, crops_per_frame=args.usm_crops)
+    usm_global, usm_family = ts.tune_baselines(args.val_dir, families, args.usm_crops)
     print(f"global unsharp mask (tuned on val crops, training chains): {usm_global}")
-    usm_family = {}
-    for f in tqdm(families, desc="tuning unsharp mask per family", unit="family"):
-        usm_family[f] = ts.tune_family_unsharp(args.val_dir, f)
     timing["tune unsharp masks"] = time.perf_counter() - t
 
-    restorers: dict[str, ts.Method] = {
-        ts.IDENTITY: lambda x: x,
-        ts.USM_GLOBAL: lambda x: unsharp_mask(x, *usm_global.args),
-        # one restorer per family: the scorer hands each frame to its own family's setting
-        ts.USM_FAMILY: {f: (lambda x, p=p: unsharp_mask(x, *p.args)) for f, p in usm_family.items()},
-    }
+    restorers: dict[str, ts.Method] = ts.baseline_methods(usm_global, usm_family)
     for name, path, _ in specs:
         model, _ = load_student(path)
         restorers[name] = torch_restorer(model)

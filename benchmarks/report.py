@@ -23,7 +23,13 @@ import numpy as np
 
 from kd_trainer.io import atomic_write_bytes
 
-FILES = {"markdown": "benchmark.md", "json": "benchmark.json", "pareto": "pareto.png", "crops": "crops.png"}
+FILES = {
+    "markdown": "benchmark.md",
+    "json": "benchmark.json",
+    "pareto": "pareto.png",
+    "crops": "crops.png",
+    "test_split": "test_split.png",
+}
 LIBRARIES = (
     "image-sharpening-kd",
     "numpy",
@@ -336,7 +342,14 @@ def _live_section(live: dict[str, Any]) -> list[str]:
 
 
 def _quality_section(q: dict[str, Any]) -> list[str]:
-    lines = ["## Quality (full 1920x1080 frames)", ""]
+    from .split_quality import LEGACY_TITLE
+
+    lines = [f"## {LEGACY_TITLE}", ""]
+    lines.append(
+        "The v1 degradation presets on full 1920x1080 evaluation frames (not the held-out test split): kept for "
+        "comparison with earlier reports; the section above has the model card's numbers."
+    )
+    lines.append("")
     frames = q.get("frames") or {}
     lines.append(
         f"Evaluation frames: {frames.get('count')} from {frames.get('source')} ({frames.get('kind')}): "
@@ -554,10 +567,14 @@ def render_markdown(result: dict[str, Any], files: dict[str, str]) -> str:
         lines += _live_section(result["live"])
     else:
         lines += ["## Live", "", f"Not run: {result.get('live_skipped', 'disabled')}.", ""]
+    from .split_quality import LEGACY_TITLE
+    from .split_quality import render as render_test_split
+
+    lines += render_test_split(result.get("test_split"), result.get("test_split_skipped", ""))
     if result.get("quality"):
         lines += _quality_section(result["quality"])
     else:
-        lines += ["## Quality", "", f"Not run: {result.get('quality_skipped', 'disabled')}.", ""]
+        lines += [f"## {LEGACY_TITLE}", "", f"Not run: {result.get('quality_skipped', 'disabled')}.", ""]
     errors = result.get("errors") or []
     lines += ["## Errors", ""]
     lines += [f"- {e}" for e in errors] if errors else ["None."]
@@ -748,6 +765,14 @@ def write_report(
         written["pareto"] = out / FILES["pareto"]
     except Exception as exc:  # a plot must not cost the report
         result.setdefault("errors", []).append(f"pareto plot: {type(exc).__name__}: {exc}")
+    if result.get("test_split"):
+        from .split_quality import plot as plot_test_split
+
+        try:
+            if plot_test_split(result["test_split"], out / FILES["test_split"]):
+                written["test_split"] = out / FILES["test_split"]
+        except Exception as exc:
+            result.setdefault("errors", []).append(f"test-split plot: {type(exc).__name__}: {exc}")
     if grid:
         try:
             if plot_crops(grid, out / FILES["crops"]):

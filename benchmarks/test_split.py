@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmarks.baselines import UnsharpParams, tune_unsharp
+from benchmarks.baselines import UnsharpParams, tune_unsharp, unsharp_mask
 from benchmarks.frames import BenchInputError, crops
 from kd_trainer import chain as chain_module
 from kd_trainer import degrade as degrade_module
@@ -352,6 +352,34 @@ def tune_family_unsharp(
         ):
             pairs.append((deg, gt))
     return tune_unsharp(pairs)
+
+
+def tune_baselines(
+    val_folder: str | Path | None = None,
+    families: Iterable[str] | None = None,
+    usm_crops: int = 8,
+    progress: bool = True,
+) -> tuple[UnsharpParams, dict[str, UnsharpParams]]:
+    """The two tuned unsharp-mask baselines as the model card and sharpen-bench use them: one global setting
+    (:func:`tune_global_unsharp`, ``usm_crops`` val crops per frame) and one per family of ``families``
+    (:func:`tune_family_unsharp`; default: all of :data:`TEST_FAMILIES`)."""
+    usm_global = tune_global_unsharp(val_folder, crops_per_frame=usm_crops)
+    names = list(TEST_FAMILIES) if families is None else list(families)
+    usm_family = {
+        f: tune_family_unsharp(val_folder, f)
+        for f in tqdm(names, desc="tuning unsharp mask per family", unit="family", disable=not progress)
+    }
+    return usm_global, usm_family
+
+
+def baseline_methods(usm_global: UnsharpParams, usm_family: Mapping[str, UnsharpParams]) -> dict[str, Method]:
+    """:data:`IDENTITY`, :data:`USM_GLOBAL` and :data:`USM_FAMILY` (one restorer per family: the scorer hands
+    each frame to its own family's setting), in that order."""
+    return {
+        IDENTITY: lambda x: x,
+        USM_GLOBAL: lambda x: unsharp_mask(x, *usm_global.args),
+        USM_FAMILY: {f: (lambda x, p=p: unsharp_mask(x, *p.args)) for f, p in usm_family.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------------ scoring

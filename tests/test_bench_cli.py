@@ -81,6 +81,9 @@ def test_smoke_run_writes_a_complete_report(
     ):
         assert text in md
     assert data["teacher"]["status"] == "skipped" and data["teacher"]["why"]  # no teacher in the test cache
+    # no photo pool in the test cache: the test-split section says what to run, the rest of the report goes on
+    assert data["test_split"]["hint"] == "kd-data photos" and data["test_split"]["skipped"]
+    assert "Run `kd-data photos`" in md and md.index("held-out test split") < md.index("(legacy)")
 
 
 def test_missing_and_corrupt_models_are_reported(tmp_path: Path) -> None:
