@@ -23,7 +23,7 @@ import numpy as np
 
 from trt_engine.backends import backend_class
 from trt_engine.backends.base import Backend
-from trt_engine.errors import FrameError, ModelLoadError
+from trt_engine.errors import FrameError, ModelLoadError, check_model_sizes
 
 #: Largest side accepted for models without a fixed size (a 16K frame is ~800 MB of float activations).
 MAX_SIDE = 16384
@@ -82,6 +82,11 @@ class Sharpener:
             kwargs["cuda_graph"] = True
         self._backend: Backend | None = cls(self.path, **kwargs)
         info = self._backend.info
+        try:  # sizes read from the file, range-checked before any frame buffer is allocated from them
+            check_model_sizes(self.path, info.batch, info.height, info.width)
+        except ModelLoadError:
+            self._backend.close()
+            raise
         self.color = color.lower()
         self.model_color = (model_color or info.color or "rgb").lower()
         if self.model_color not in COLORS:
