@@ -97,8 +97,11 @@ def train_main(argv: list[str] | None = None) -> int:
 
     try:
         if isinstance(args.resume, str):
-            saved = read_checkpoint(Path(args.resume) / "last.pt").get("train_config", {})
+            run_dir = Path(args.resume)
+            saved = read_checkpoint(run_dir / "last.pt").get("train_config", {})
             saved.pop("max_steps", None)  # a pause point belongs to the paused invocation, not to the recipe
+            # the run lives where it was given (it may have been moved or copied since it was saved)
+            saved["out_dir"], saved["name"] = str(run_dir.parent), run_dir.name
             cfg = make_config(saved, args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
