@@ -142,6 +142,9 @@ def export_main(argv: list[str] | None = None) -> int:
         )
     except (CheckpointError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # an unwritable output folder, a full disk: a runtime failure, not usage
+        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
     unit = "levels" if result.io == "uint8_nhwc" else "(float, [0,1] scale)"
     print(
         f"wrote {result.path} ({result.io}, shape {result.shape}); onnx.checker ok; "

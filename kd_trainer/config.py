@@ -259,7 +259,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
+            raise ConfigError(f"{label}: invalid YAML: {' '.join(str(exc).split())}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{label}: expected a mapping of key: value, got {type(loaded).__name__}")
         data = loaded or {}

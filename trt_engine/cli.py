@@ -487,6 +487,8 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         parser.error("INPUT and -o OUTPUT are required (or use --demo)")
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be >= 1")
+    if args.runs < 1 or not 0 <= args.crf <= 51:
+        parser.error(f"--runs must be >= 1 and --crf in 0..51, got {args.runs} and {args.crf}")
     try:
         model = Path(args.model) if args.model else _default_model()
         if args.demo:
@@ -524,10 +526,14 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))
             size = (w, h)
+            if not (0 < w <= 16384 and 0 < h <= 16384):
+                raise ValueError
         except ValueError:
             parser.error(f"--size must look like 1280x720, got {args.size!r}")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        parser.error(f"--fps must be in (0, 1000], got {args.fps}")
     try:
         from trt_engine import live
 

@@ -398,7 +398,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {p} (corrupt or not a PyTorch file): {exc}") from exc
+        import zipfile
+
+        with open(p, "rb") as fh:
+            signed = (
+                zipfile.is_zipfile(fh) or fh.seek(0) == 0 and fh.read(1) == b"\x80"
+            )  # zip or legacy pickle
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        first = lines[0][:160] if signed else "no PyTorch zip or pickle signature"  # torch's are paragraphs
+        raise CheckpointError(f"cannot read checkpoint {p} (corrupt or not a PyTorch file): {first}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
