@@ -507,10 +507,11 @@ def sharpen_main(argv: list[str] | None = None) -> int:
             return 1  # like the folder check before it (tests/test_sharpen_cli.py::test_folder)
         with _sigterm_as_exit():
             return _sharpen_files(args, model, src, dst, kind)
-    except (ValueError, OSError, RuntimeError, KeyError) as exc:
-        return _err("sharpen", exc)
-    except Exception as exc:  # PyAV raises its own error types (av.error.*), all naming the file
-        if type(exc).__module__.startswith("av"):
+    except Exception as exc:  # PyAV raises its own types (av.error.*); decoder ones do not name the file
+        decoding = type(exc).__module__.startswith("av") or isinstance(exc, UnicodeDecodeError)
+        if decoding and args.input and str(args.input) not in str(exc):
+            return _err("sharpen", ValueError(f"{args.input}: cannot decode it: {exc}"))
+        if decoding or isinstance(exc, (ValueError, OSError, RuntimeError, KeyError)):
             return _err("sharpen", exc)
         raise
 

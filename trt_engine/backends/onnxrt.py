@@ -143,7 +143,10 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NotImplemented, ...
             raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
 
-        meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        try:
+            meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        except UnicodeDecodeError as exc:  # a corrupt metadata string (fuzzing found it)
+            raise ModelLoadError(f"{p} has corrupt metadata ({exc}); re-export it with kd-export") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelLoadError(
