@@ -97,8 +97,11 @@ def train_main(argv: list[str] | None = None) -> int:
 
     try:
         if isinstance(args.resume, str):
-            saved = read_checkpoint(Path(args.resume) / "last.pt").get("train_config", {})
+            run_dir = Path(args.resume)
+            saved = read_checkpoint(run_dir / "last.pt").get("train_config", {})
             saved.pop("max_steps", None)  # a pause point belongs to the paused invocation, not to the recipe
+            # the run lives where it was given (it may have been moved or copied since it was saved)
+            saved["out_dir"], saved["name"] = str(run_dir.parent), run_dir.name
             cfg = make_config(saved, args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
@@ -139,6 +142,9 @@ def export_main(argv: list[str] | None = None) -> int:
         )
     except (CheckpointError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # an unwritable output folder, a full disk: a runtime failure, not usage
+        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
     unit = "levels" if result.io == "uint8_nhwc" else "(float, [0,1] scale)"
     print(
         f"wrote {result.path} ({result.io}, shape {result.shape}); onnx.checker ok; "

@@ -108,6 +108,10 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for key, low, high, hint in _RANGES:
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise ConfigError(f"{key} must be in {low}..{high}, got {value}{hint}")
         from kd_trainer.degrade import PRESETS
         from kd_trainer.models.student import STUDENTS
 
@@ -123,6 +127,31 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown val_presets {unknown}; known: {', '.join(PRESETS)}")
 
+
+#: (key, lowest, highest, hint): out-of-range values are refused before any work starts.
+_RANGES: tuple[tuple[str, float, float, str], ...] = (
+    ("lr", 1e-8, 1.0, ""),
+    ("weight_decay", 0.0, 1.0, ""),
+    ("grad_clip", 1e-6, 1e6, " (a gradient-norm bound; <= 0 would zero or reverse the updates)"),
+    ("alpha", 0.0, 1e3, ""),
+    ("beta", 0.0, 1e3, ""),
+    ("fft_weight", 0.0, 1e3, ""),
+    ("edge_weight", 0.0, 1e3, ""),
+    ("psnr_weight", 0.0, 1e3, ""),
+    ("psnr_cap_db", 1.0, 100.0, " (dB)"),
+    ("epochs", 1, 100_000, ""),
+    ("batch_size", 1, 4096, ""),
+    ("crop", 8, 4096, " (pixels)"),
+    ("val_crop", 0, 16384, " (0 = full frames)"),
+    ("val_frames", 1, 10_000, ""),
+    ("samples_per_epoch", 1, 10**8, ""),
+    ("warmup_steps", 0, 10**8, ""),
+    ("workers", 0, 256, ""),
+    ("threads", 0, 1024, " (0 = torch default)"),
+    ("seed", 0, 2**32 - 1, ""),
+    ("data_seed", -1, 2**32 - 1, " (-1 = seed)"),
+    ("checkpoint_every", 1, 10**9, ""),
+)
 
 _HINTS = typing.get_type_hints(TrainConfig)
 
@@ -234,7 +263,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{label}: invalid YAML: {exc}") from exc
+            raise ConfigError(f"{label}: invalid YAML: {' '.join(str(exc).split())}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{label}: expected a mapping of key: value, got {type(loaded).__name__}")
         data = loaded or {}

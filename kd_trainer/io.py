@@ -74,6 +74,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageReadError(f"unsupported image dtype {img.dtype} in {p}; expected 8- or 16-bit")
+    img = _apply_exif_orientation(img, data)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     elif img.shape[2] == 4:
@@ -83,6 +84,25 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     else:
         raise ImageReadError(f"unsupported channel count {img.shape[2]} in {p}")
     return np.ascontiguousarray(img)
+
+
+def _apply_exif_orientation(img: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Turn ``img`` upright per its EXIF orientation tag (IMREAD_UNCHANGED ignores it; phones set it)."""
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data.tobytes())) as im:  # reads the header only
+            orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # no EXIF, or a format Pillow does not know: keep the pixels as stored
+        return img
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: transpose first
+        img = cv2.rotate(
+            img, cv2.ROTATE_90_CLOCKWISE if orientation in (5, 6) else cv2.ROTATE_90_COUNTERCLOCKWISE
+        )
+    flip = {2: 1, 3: -1, 4: 0, 5: 1, 7: 1}.get(orientation)
+    return cv2.flip(img, flip) if flip is not None else img
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:

@@ -246,6 +246,14 @@ def sharpen_video(
             with contextlib.closing(sharpener.stream(stream_in)) as results:
                 for result in results:
                     picture = np.concatenate([pairs.pop(), result], axis=1) if pairs is not None else result
+                    size = (picture.shape[1] + picture.shape[1] % 2, picture.shape[0] + picture.shape[0] % 2)
+                    if vout is not None and size != (vout.width, vout.height):
+                        raise ValueError(
+                            f"{src} changes resolution at frame {count} ({vout.width}x{vout.height} -> "
+                            f"{size[0]}x{size[1]}); one H.264 output keeps one size, so nothing was written. "
+                            f"Scale it to one size first (ffmpeg -i {src.name} -vf scale={vout.width}:"
+                            f"{vout.height} fixed.mp4) or cut it where the size changes"
+                        )
                     if vout is None:
                         vout = out.add_stream("libx264", rate=rate)
                         vout.width, vout.height = (
@@ -385,6 +393,31 @@ def _input_kind(path: Path) -> str:
     )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _overwrites_input(src: Path, dst: Path, kind: str) -> Path | None:
+    """The input file (or folder) that writing to ``dst`` would replace, else None (links resolved)."""
+    if kind == "folder":
+        if _same_file(src, dst):
+            return src
+        if dst.is_dir():  # a folder linked into the input's files: any name clash would overwrite one
+            from kd_trainer.io import list_images
+
+            for path in list_images(src):
+                if _same_file(path, dst / path.name):
+                    return path
+        return None
+    target = dst
+    if dst.is_dir():
+        target = dst / (src.name if kind == "image" else src.stem + ".mp4")
+    return src if _same_file(src, target) else None
+
+
 def sharpen_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sharpen",
@@ -454,6 +487,8 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         parser.error("INPUT and -o OUTPUT are required (or use --demo)")
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be >= 1")
+    if args.runs < 1 or not 0 <= args.crf <= 51:
+        parser.error(f"--runs must be >= 1 and --crf in 0..51, got {args.runs} and {args.crf}")
     try:
         model = Path(args.model) if args.model else _default_model()
         if args.demo:
@@ -463,12 +498,20 @@ def sharpen_main(argv: list[str] | None = None) -> int:
             return 0
         src, dst = Path(args.input), Path(args.output)
         kind = _input_kind(src)
+        clash = _overwrites_input(src, dst, kind)
+        if clash is not None:
+            print(
+                f"sharpen: error: refusing to write over the input {clash}; choose another -o OUTPUT",
+                file=sys.stderr,
+            )
+            return 1  # like the folder check before it (tests/test_sharpen_cli.py::test_folder)
         with _sigterm_as_exit():
             return _sharpen_files(args, model, src, dst, kind)
-    except (ValueError, OSError, RuntimeError, KeyError) as exc:
-        return _err("sharpen", exc)
-    except Exception as exc:  # PyAV raises its own error types (av.error.*), all naming the file
-        if type(exc).__module__.startswith("av"):
+    except Exception as exc:  # PyAV raises its own types (av.error.*); decoder ones do not name the file
+        decoding = type(exc).__module__.startswith("av") or isinstance(exc, UnicodeDecodeError)
+        if decoding and args.input and str(args.input) not in str(exc):
+            return _err("sharpen", ValueError(f"{args.input}: cannot decode it: {exc}"))
+        if decoding or isinstance(exc, (ValueError, OSError, RuntimeError, KeyError)):
             return _err("sharpen", exc)
         raise
 
@@ -484,10 +527,14 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))
             size = (w, h)
+            if not (0 < w <= 16384 and 0 < h <= 16384):
+                raise ValueError
         except ValueError:
             parser.error(f"--size must look like 1280x720, got {args.size!r}")
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        parser.error(f"--fps must be in (0, 1000], got {args.fps}")
     try:
         from trt_engine import live
 

@@ -43,3 +43,37 @@ def require_model_file(path: str | Path, what: str, empty_hint: str) -> Path:
     if p.stat().st_size == 0:
         raise ModelLoadError(f"{p} is empty (0 bytes); {empty_hint}")
     return p
+
+
+#: Range checks for sizes read from model files (graph shapes, engine headers), applied before any buffer is
+#: allocated: a crafted file must be refused in milliseconds, not after allocating gigabytes.
+MAX_MODEL_SIDE = 16384
+MAX_MODEL_BATCH = 256
+MAX_MODEL_PIXELS = 16384 * 16384  # batch x height x width of one fixed-shape model call
+
+
+def check_model_sizes(path: str | Path, batch: object, height: object, width: object) -> None:
+    """ModelLoadError naming ``path`` unless each size is None (dynamic) or a plausible positive int."""
+    dims = {
+        "batch": (batch, MAX_MODEL_BATCH),
+        "height": (height, MAX_MODEL_SIDE),
+        "width": (width, MAX_MODEL_SIDE),
+    }
+    for name, (value, limit) in dims.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ModelLoadError(
+                f"{path}: implausible model {name} {str(value)[:40]} (allowed 1..{limit}); the file is corrupt or "
+                "crafted; re-export it with kd-export (and rebuild engines with build-engine)"
+            )
+    if (
+        batch is not None
+        and height is not None
+        and width is not None
+        and batch * height * width > MAX_MODEL_PIXELS
+    ):
+        raise ModelLoadError(
+            f"{path}: model input {batch}x{height}x{width} exceeds {MAX_MODEL_PIXELS} pixels per call; "
+            "export a smaller fixed size or a dynamic-size model"
+        )

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from kd_trainer.io import atomic_write_bytes
-from trt_engine.errors import EngineHeaderError, EngineMismatchError
+from trt_engine.errors import (
+    MAX_MODEL_SIDE,
+    EngineHeaderError,
+    EngineMismatchError,
+    ModelLoadError,
+    check_model_sizes,
+)
 
 MAGIC = b"KDTRTENG"
 HEADER_VERSION = 1
@@ -129,8 +135,9 @@ def read_header(path: str | os.PathLike[str]) -> EngineHeader:
         raise EngineHeaderError(
             f"{p} has engine format {meta['format']!r}, expected {ENGINE_FORMAT!r}; {REBUILD_HINT}"
         )
+    _check_header_sizes(p, meta)
     plan_offset = _PREFIX.size + json_len
-    plan_size = int(meta["plan_size"])
+    plan_size = meta["plan_size"]
     if size - plan_offset < plan_size:
         raise EngineHeaderError(
             f"{p} is truncated: the header announces a {plan_size}-byte plan but only {size - plan_offset} bytes "
@@ -141,6 +148,37 @@ def read_header(path: str | os.PathLike[str]) -> EngineHeader:
             f"{p} has {size - plan_offset - plan_size} unexpected bytes after the plan; the file is corrupt"
         )
     return EngineHeader(meta, plan_offset, plan_size, size)
+
+
+def _check_header_sizes(p: Path, meta: dict[str, Any]) -> None:
+    """Range-check every size in the metadata before anything is allocated from it (crafted headers)."""
+    plan_size = meta["plan_size"]
+    if isinstance(plan_size, bool) or not isinstance(plan_size, int) or plan_size < 1:
+        raise EngineHeaderError(f"{p} has an invalid plan_size {plan_size!r}; the file is corrupt")
+    sizes = [meta.get(k) for k in ("batch", "height", "width")]  # str: a symbolic (dynamic) ONNX dim
+    try:
+        check_model_sizes(p, *(None if isinstance(v, str) and len(v) <= 64 else v for v in sizes))
+    except ModelLoadError as exc:
+        raise EngineHeaderError(str(exc)) from None
+    for key in ("inputs", "outputs"):
+        tensors = meta[key]
+        if not isinstance(tensors, list) or not 1 <= len(tensors) <= 8:
+            raise EngineHeaderError(f"{p} header {key} must be a list of 1..8 tensors; the file is corrupt")
+        for t in tensors:
+            shape = t.get("shape") if isinstance(t, dict) else None
+            if (
+                not isinstance(shape, list)
+                or len(shape) != 4
+                or any(
+                    not (isinstance(d, str) and len(d) <= 64)
+                    and (isinstance(d, bool) or not isinstance(d, int) or not -1 <= d <= MAX_MODEL_SIDE)
+                    for d in shape
+                )
+            ):
+                raise EngineHeaderError(
+                    f"{p} header {key} shape {str(shape)[:80]} is not 4 sizes in -1..{MAX_MODEL_SIDE}; the file is "
+                    f"corrupt or crafted; {REBUILD_HINT}"
+                )
 
 
 def read_engine(path: str | os.PathLike[str], verify: bool = True) -> tuple[dict[str, Any], bytes]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from trt_engine.backends import backend_class
 from trt_engine.backends.base import Backend
-from trt_engine.errors import FrameError, ModelLoadError
+from trt_engine.errors import FrameError, ModelLoadError, check_model_sizes
 
 #: Largest side accepted for models without a fixed size (a 16K frame is ~800 MB of float activations).
 MAX_SIDE = 16384
@@ -82,6 +82,11 @@ class Sharpener:
             kwargs["cuda_graph"] = True
         self._backend: Backend | None = cls(self.path, **kwargs)
         info = self._backend.info
+        try:  # sizes read from the file, range-checked before any frame buffer is allocated from them
+            check_model_sizes(self.path, info.batch, info.height, info.width)
+        except ModelLoadError:
+            self._backend.close()
+            raise
         self.color = color.lower()
         self.model_color = (model_color or info.color or "rgb").lower()
         if self.model_color not in COLORS:
@@ -204,7 +209,17 @@ class Sharpener:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
-            return self.backend.run(batch)
+            return self._same_shape(self.backend.run(batch), batch.shape)
+
+    def _same_shape(self, out: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """The model's output, refused unless it has its input's shape (never crop or pad it silently)."""
+        got = tuple(getattr(out, "shape", ()))
+        if got != tuple(shape):
+            raise ModelLoadError(
+                f"{self.path}: the model returned {got} for an input of {tuple(shape)} (N x H x W x 3); a "
+                "sharpening model must keep the frame size; export one whose output size equals its input"
+            )
+        return out
 
     # ---------------------------------------------------------------------------------------- public API
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -271,25 +286,33 @@ class Sharpener:
         def reader() -> None:
             pending: list[np.ndarray] = []
             target: tuple[int, int] | None = None
+
+            def flush() -> bool:  # send the pending frames as one batch as soon as it is complete
+                nonlocal pending
+                ok = not pending or put((self._assemble(pending, target), [f.shape[:2] for f in pending]))
+                pending = []
+                return ok
+
             try:
                 for index, frame in enumerate(frames):
                     if stop.is_set():
                         return
                     frame = self._check(frame, f"frame {index}")
                     t = self._target(*frame.shape[:2])
-                    if pending and (t != target or len(pending) == self.batch):
-                        if not put((self._assemble(pending, target), [f.shape[:2] for f in pending])):
-                            return
-                        pending = []
+                    if pending and t != target and not flush():
+                        return
                     pending.append(frame)
                     target = t
-                if pending and target is not None:
-                    put((self._assemble(pending, target), [f.shape[:2] for f in pending]))
+                    if len(pending) == self.batch and not flush():  # no frame waits for the next one
+                        return
+                flush()
                 put(_END)
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                put(exc)
+            except BaseException as exc:  # frames read so far are delivered first, then it is re-raised
+                if flush():
+                    put(exc)
 
-        sizes: deque[list[tuple[int, int]]] = deque()
+        sizes: deque[tuple[tuple[int, ...], list[tuple[int, int]]]] = deque()
+        failure: list[BaseException] = []
 
         def feed() -> Iterator[np.ndarray]:
             while True:
@@ -297,9 +320,10 @@ class Sharpener:
                 if item is _END:
                     return
                 if isinstance(item, BaseException):
-                    raise item
+                    failure.append(item)  # end the batches normally so the backend drains what it holds
+                    return
                 batch, batch_sizes = item
-                sizes.append(batch_sizes)
+                sizes.append((batch.shape, batch_sizes))
                 yield batch
 
         thread = threading.Thread(target=reader, name="sharpener-reader", daemon=True)
@@ -312,7 +336,10 @@ class Sharpener:
                         out = next(outputs)
                     except StopIteration:
                         break
-                yield from self._split(out, sizes.popleft())
+                shape, batch_sizes = sizes.popleft()
+                yield from self._split(self._same_shape(out, shape), batch_sizes)
+            if failure:
+                raise failure[0]
         finally:
             stop.set()
             outputs.close()

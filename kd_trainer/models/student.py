@@ -398,7 +398,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {p} (corrupt or not a PyTorch file): {exc}") from exc
+        import zipfile
+
+        with open(p, "rb") as fh:
+            signed = (
+                zipfile.is_zipfile(fh) or fh.seek(0) == 0 and fh.read(1) == b"\x80"
+            )  # zip or legacy pickle
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        first = lines[0][:160] if signed else "no PyTorch zip or pickle signature"  # torch's are paragraphs
+        raise CheckpointError(f"cannot read checkpoint {p} (corrupt or not a PyTorch file): {first}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
@@ -406,6 +414,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{CHECKPOINT_FORMAT!r}); train one with kd-train"
         )
     return ckpt
+
+
+def _check_state_shapes(path: str | Path, cfg: StudentConfig, state: Any) -> None:
+    """Compare the checkpoint's tensors with ``cfg``'s on the meta device (nothing allocated).
+
+    The network is built for real only once the file's own weights match it, so its size is bounded by the
+    file's: a 1 KB checkpoint announcing a huge config is refused in milliseconds.
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the checkpoint has no state_dict of tensors; the file is corrupt")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in ResidualUNet(cfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))[:3]
+        extra = sorted(set(got) - set(expected))[:3]
+        wrong = [k for k in expected if k in got and got[k] != expected[k]][:3]
+        raise CheckpointError(
+            f"{path}: weights do not match the student config {cfg.to_dict()} (missing {missing}, "
+            f"unexpected {extra}, wrong shape {wrong}); the file is corrupt or was edited"
+        )
 
 
 def load_student(
@@ -422,6 +451,7 @@ def load_student(
             f"{path} holds a student {cfg.to_dict()}, but {expect.to_dict()} was expected; "
             "pass the matching --model or start a new run"
         )
+    _check_state_shapes(path, cfg, ckpt.get("state_dict"))  # before allocating: a crafted config is tiny
     model = ResidualUNet(cfg)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)

@@ -23,7 +23,7 @@ from trt_engine.backends.base import (
     nhwc_u8_to_nchw_f32,
     swap_rb_batch,
 )
-from trt_engine.errors import BackendUnavailableError, ModelLoadError, require_model_file
+from trt_engine.errors import BackendUnavailableError, ModelLoadError, check_model_sizes, require_model_file
 
 META_PREFIX = "kd."
 _PROVIDERS = {
@@ -54,6 +54,53 @@ def multiple_from_metadata(meta: dict[str, Any]) -> int:
 
 def _dim(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+#: Largest static tensor a graph may declare, in elements, unless its input is larger (64 x the input).
+MAX_TENSOR_ELEMENTS = 1 << 28
+
+
+def _check_graph_sizes(p: Path) -> None:
+    """Refuse graphs whose static shapes (after shape inference) are implausibly large, before ORT runs them.
+
+    A crafted 1 KB graph (``ConstantOfShape`` of 1 x 3 x 40000 x 40000, or an input declared 10^6 pixels
+    wide) would otherwise make onnxruntime allocate tens of gigabytes on the first frame.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # DecodeError, ValidationError, InferenceError, ...
+        raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
+
+    def elements(vi: Any) -> int | None:
+        dims = vi.type.tensor_type.shape.dim
+        if not vi.type.HasField("tensor_type") or not dims or not all(d.HasField("dim_value") for d in dims):
+            return None
+        count = 1
+        for d in dims:
+            count *= max(0, d.dim_value)
+        return count
+
+    graph = model.graph
+    inputs = [n for vi in graph.input if (n := elements(vi)) is not None]
+    limit = max(MAX_TENSOR_ELEMENTS, 64 * max(inputs, default=0))
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        n = elements(vi)
+        if n is not None and n > limit:
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            raise ModelLoadError(
+                f"{p}: tensor {vi.name!r} has an implausible shape {dims} ({n} elements > {limit}); the file "
+                "is corrupt or crafted; re-export it with kd-export"
+            )
+    for vi in graph.input[:1]:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+            nhwc = sizes[3] == 3
+            n, h, w = (sizes[0], sizes[1], sizes[2]) if nhwc else (sizes[0], sizes[2], sizes[3])
+            check_model_sizes(p, n, h, w)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -90,12 +137,16 @@ class OnnxRuntimeBackend(Backend):
         # No busy-waiting between ops: a call app shares the CPU with capture, encode and the UI, and spinning
         # threads would steal it (costs ~1 ms per 1080p frame in wake-ups).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        _check_graph_sizes(p)
         try:
             self.session = ort.InferenceSession(str(p), options, providers=providers)
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NotImplemented, ...
             raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
 
-        meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        try:
+            meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        except UnicodeDecodeError as exc:  # a corrupt metadata string (fuzzing found it)
+            raise ModelLoadError(f"{p} has corrupt metadata ({exc}); re-export it with kd-export") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelLoadError(

@@ -1,0 +1,79 @@
+"""kd-train --resume RUN_DIR continues the run in RUN_DIR (even moved); out-of-range config values are refused."""
+
+import shutil
+
+import pytest
+
+from kd_trainer.cli import train_main
+from kd_trainer.config import ConfigError, make_config
+
+
+def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, tmp_path, capsys):
+    train, val = photo_dirs
+    first = tmp_path / "first"
+    args = [
+        f"train_dir={train}",
+        f"val_dir={val}",
+        f"out_dir={first}",
+        "name=run",
+        "model=runet-p",
+        "crop=32",
+        "batch_size=4",
+        "samples_per_epoch=8",
+        "epochs=1",
+        "warmup_steps=1",
+        "val_presets=clean",
+        "val_frames=1",
+        "val_crop=32",
+        "teacher=none",
+        "beta=0",
+        "threads=1",
+        "--no-progress",
+    ]
+    assert train_main([*args, "max_steps=1"]) == 0
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(first / "run", moved)
+    capsys.readouterr()
+    assert train_main(["--resume", str(moved), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert f"resuming {moved}" in out.out + out.err
+    assert (moved / "student.pt").is_file()
+    assert not (first / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "grad_clip=-1",
+        "grad_clip=0",
+        "lr=-0.1",
+        "lr=5",
+        "weight_decay=-1",
+        "alpha=-0.5",
+        "beta=-1",
+        "psnr_cap_db=0",
+        "psnr_cap_db=1000",
+        "epochs=0",
+        "crop=2",
+        "crop=100000",
+        "workers=-1",
+        "threads=-2",
+        "val_frames=0",
+        "val_crop=-1",
+        "warmup_steps=-5",
+        "batch_size=0",
+        "fft_weight=-1",
+        "data_seed=-7",
+    ],
+)
+def test_out_of_range_values_are_refused(override):
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=key):
+        make_config({"teacher": "none", "beta": 0} if not override.startswith("beta") else {}, [override])
+
+
+def test_grad_clip_minus_one_is_refused_by_the_cli_with_exit_2(capsys):
+    assert train_main(["teacher=none", "beta=0", "grad_clip=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "grad_clip" in err and "Traceback" not in err
