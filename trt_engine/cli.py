@@ -24,6 +24,29 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".flv"
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _progress(iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm progress bar when tqdm is installed (extras), else a silent stand-in with the same calls."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar(iterable)
+    return tqdm(iterable, **kwargs)
+
+
+class _NoBar:
+    def __init__(self, iterable: Any = None) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _err(prog: str, exc: BaseException) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 1
@@ -133,7 +156,7 @@ def build_engine_main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------ video I/O
 def _decode_rgb(frame: Any, notes: set[str]) -> np.ndarray:
     """A decoded PyAV frame as RGB uint8, with exact BT.709 limited-range maths where the source allows it."""
-    from kd_trainer.degrade import yuv420_to_rgb
+    from trt_engine.degrade import yuv420_to_rgb
 
     h, w = frame.height, frame.width
     exact = (
@@ -159,7 +182,7 @@ def _decode_rgb(frame: Any, notes: set[str]) -> np.ndarray:
 def _encode_frame(rgb: np.ndarray, index: int, time_base: Fraction) -> Any:
     import av
 
-    from kd_trainer.degrade import rgb_to_yuv420
+    from trt_engine.degrade import rgb_to_yuv420
 
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
@@ -190,9 +213,8 @@ def sharpen_video(
     stream is copied when the output container accepts it, otherwise a notice says it was dropped.
     """
     import av
-    from tqdm import tqdm
 
-    from kd_trainer.io import atomic_path
+    from trt_engine.io import atomic_path
 
     notes: set[str] = set()
     audio_packets: deque[Any] = deque()
@@ -238,7 +260,7 @@ def sharpen_video(
                         aout = None
                         audio_packets.clear()
 
-            bar = tqdm(total=total, unit="frame", desc=f"sharpen {src.name}", disable=not progress)
+            bar = _progress(total=total, unit="frame", desc=f"sharpen {src.name}", disable=not progress)
             source = frames()
             pairs = _with_inputs(source) if side_by_side else None
             stream_in = pairs.inputs() if pairs is not None else source
@@ -296,7 +318,7 @@ class _with_inputs:
 
 # ------------------------------------------------------------------------------------------ sharpen
 def _default_model() -> Path:
-    from kd_trainer.paths import shipped_student
+    from trt_engine.paths import shipped_student
 
     try:
         return shipped_student("fast", ".onnx")
@@ -313,10 +335,10 @@ def _side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: str | None) -> dict[str, Any]:
     """The README's first command: degrade the bundled 1080p sample, sharpen it, time it, score it."""
-    from kd_trainer.degrade import degrade
-    from kd_trainer.io import read_image, write_image
-    from kd_trainer.metrics import psnr, ssim
-    from kd_trainer.paths import SAMPLES_DIR
+    from trt_engine.degrade import degrade
+    from trt_engine.io import read_image, write_image
+    from trt_engine.metrics import psnr, ssim
+    from trt_engine.paths import SAMPLES_DIR
     from trt_engine.sharpener import Sharpener
 
     path = image or SAMPLES_DIR / "sample_1080p.png"
@@ -368,7 +390,7 @@ def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: 
 
 
 def _input_kind(path: Path) -> str:
-    from kd_trainer.io import IMAGE_SUFFIXES
+    from trt_engine.io import IMAGE_SUFFIXES
 
     if path.is_dir():
         return "folder"
@@ -546,9 +568,7 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
 
 
 def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, kind: str) -> int:
-    from tqdm import tqdm
-
-    from kd_trainer.io import IMAGE_SUFFIXES, list_images, read_image, write_image
+    from trt_engine.io import IMAGE_SUFFIXES, list_images, read_image, write_image
     from trt_engine.sharpener import Sharpener
 
     with Sharpener(
@@ -574,7 +594,7 @@ def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, 
             if not paths:
                 raise ValueError(f"no images in {src}")
             dst.mkdir(parents=True, exist_ok=True)
-            for path in tqdm(paths, unit="img", desc="sharpen", disable=args.no_progress):
+            for path in _progress(paths, unit="img", desc="sharpen", disable=args.no_progress):
                 rgb = read_image(path)
                 out = sharpener.process(rgb)
                 write_image(dst / path.name, _side_by_side(rgb, out) if args.side_by_side else out)

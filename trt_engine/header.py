@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kd_trainer.io import atomic_write_bytes
 from trt_engine.errors import EngineHeaderError, EngineMismatchError
+from trt_engine.io import atomic_write_bytes
 
 MAGIC = b"KDTRTENG"
 HEADER_VERSION = 1

@@ -157,8 +157,8 @@ class Sharpener:
         if info.fixed_size and (h > info.height or w > info.width):
             raise FrameError(
                 f"{where}: frame {h}x{w} is larger than the model's fixed input {info.height}x{info.width} "
-                f"({self.path.name}); export a model of that size (kd_trainer.export.export_onnx(model, out, "
-                f"height={h}, width={w}) / kd-export) and rebuild its engine, or resize the frame"
+                f"({self.path.name}); export a model of that size (kd-export CKPT --height {h} --width {w}) and "
+                "rebuild its engine, or resize the frame"
             )
         if not info.fixed_size and max(h, w) > MAX_SIDE:
             raise FrameError(

@@ -1,6 +1,6 @@
 """onnxruntime backend for ``.onnx`` files: CPU by default, CUDA / TensorRT execution providers on request.
 
-Runs both graph I/O kinds written by ``kd_trainer.export`` (``float32_nchw`` and ``uint8_nhwc``) and any
+Runs both graph I/O kinds written by the exporter (``kd-export``) (``float32_nchw`` and ``uint8_nhwc``) and any
 image-to-image ONNX with a 3-channel float NCHW or uint8 NHWC input, with fixed or dynamic shapes. For
 float graphs the uint8 <-> float conversion runs on the host with OpenCV (a lookup table and a saturating
 cast), which on a 2-core CPU is about 2x cheaper than the same casts and transposes inside ORT.
@@ -8,7 +8,6 @@ cast), which on a 2-core CPU is about 2x cheaper than the same casts and transpo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +23,13 @@ from trt_engine.backends.base import (
     swap_rb_batch,
 )
 from trt_engine.errors import BackendUnavailableError, ModelLoadError, require_model_file
+from trt_engine.meta import ModelMeta, image_dims, io_layout, kd_strings
 
-META_PREFIX = "kd."
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def kd_metadata(custom: dict[str, str]) -> dict[str, str]:
-    """The ``kd.*`` entries of an ONNX model's metadata, prefix removed."""
-    return {k[len(META_PREFIX) :]: v for k, v in custom.items() if k.startswith(META_PREFIX)}
-
-
-def multiple_from_metadata(meta: dict[str, Any]) -> int:
-    """Height/width multiple the student pads to, from its ``config`` metadata (1 when unknown)."""
-    config = meta.get("config")
-    if not config:
-        return 1
-    try:
-        from kd_trainer.models.student import StudentConfig
-
-        data = json.loads(config) if isinstance(config, str) else config
-        return StudentConfig.from_dict(data).multiple
-    except (ValueError, KeyError, TypeError):
-        return 1
 
 
 def _dim(value: Any) -> int | None:
@@ -95,7 +75,7 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NotImplemented, ...
             raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
 
-        meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+        meta = ModelMeta.from_dict(kd_strings(self.session.get_modelmeta().custom_metadata_map or {}))
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelLoadError(
@@ -105,19 +85,16 @@ class OnnxRuntimeBackend(Backend):
         shape = list(inp.shape)
         if len(shape) != 4:
             raise ModelLoadError(f"{p}: input {inp.name!r} has shape {shape}; expected a 4-D image batch")
-        if inp.type == "tensor(uint8)" and _dim(shape[3]) == 3:
-            io = "uint8_nhwc"
-            batch, height, width = _dim(shape[0]), _dim(shape[1]), _dim(shape[2])
-        elif inp.type == "tensor(float)" and _dim(shape[1]) == 3:
-            io = "float32_nchw"
-            batch, height, width = _dim(shape[0]), _dim(shape[2]), _dim(shape[3])
-        else:
+        dtype = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}.get(inp.type, inp.type)
+        io = io_layout(dtype, shape)
+        if io is None:
             raise ModelLoadError(
                 f"{p}: input {inp.name!r} is {inp.type} {shape}; supported are float32 N x 3 x H x W (RGB in "
                 "[0,1]) and uint8 N x H x W x 3"
             )
-        if meta.get("io") and meta["io"] != io:
-            raise ModelLoadError(f"{p}: metadata says io={meta['io']!r} but the graph input is {io}")
+        batch, height, width = image_dims(io, shape)
+        if meta.io and meta.io != io:
+            raise ModelLoadError(f"{p}: metadata says io={meta.io!r} but the graph input is {io}")
         self.input_name, self.output_name, self.io = inp.name, out.name, io
         self.swap_rb = swap_rb
         self._buffer: np.ndarray | None = None
@@ -133,15 +110,15 @@ class OnnxRuntimeBackend(Backend):
             backend="onnxruntime",
             path=str(p),
             device=dev,
-            precision=meta.get("precision", "fp32"),
+            precision=meta.precision,
             io=io,
             batch=batch,
             height=height,
             width=width,
-            multiple=multiple_from_metadata(meta),
-            color=meta.get("color", "rgb"),
+            multiple=meta.multiple,
+            color=meta.color,
             providers=self.session.get_providers(),
-            metadata=meta,
+            metadata=meta.to_dict(),
             host_memory="host only (no device copies)" if dev == "cpu" else "pageable (onnxruntime copies)",
         )
 
