@@ -195,6 +195,44 @@ def _name_dims(proto: Any, axes: tuple[int, int]) -> None:
                 dim.dim_param = names[dim.dim_param]
 
 
+def export_program(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, height: int = 1080, width: int = 1920
+) -> Path:
+    """A self-contained ``torch.export`` program of a checkpoint's student (float32 NCHW RGB in [0,1], output
+    clipped, dynamic height/width in multiples of the student's ``multiple``) with its ModelMeta inside: the
+    runtime's PyTorch backend runs it without the trainer. ``height x width`` is the checked size."""
+    import trt_engine
+    from trt_engine.backends.torch import EXPORTED_META
+
+    model, ckpt = load_student(checkpoint)
+    m = model.config.multiple
+    wrapped = ClampedFloat(model).eval()
+    sample = torch.rand(1, 3, 4 * m, 6 * m, generator=torch.Generator().manual_seed(0))
+    dims = {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+    with torch.no_grad():
+        program = torch.export.export(wrapped, (sample,), dynamic_shapes=(dims,))
+        check = torch.rand(1, 3, -(-height // m) * m, -(-width // m) * m)
+        error = float((program.module()(check) - wrapped(check)).abs().max())
+    if error > 1e-5:
+        raise RuntimeError(f"exported program differs from the student by {error:.3g}")
+    meta = ModelMeta(
+        io="float32_nchw",
+        batch=1,
+        multiple=m,
+        student=ckpt.get("name", ""),
+        config=model.config.to_dict(),
+        metrics=dict(ckpt.get("metrics") or {}),
+        versions={"image-sharpening-kd": trt_engine.__version__, "torch": torch.__version__},
+        input="input",
+        output="output",
+        format="image-sharpening-kd/torch-export-v1",
+    )
+    out_path = Path(out)
+    with atomic_path(out_path) as tmp:
+        torch.export.save(program, str(tmp), extra_files={EXPORTED_META: json.dumps(meta.to_dict())})
+    return out_path
+
+
 def export_checkpoint(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], **kwargs: Any
 ) -> ExportResult:

@@ -23,7 +23,7 @@ from trt_engine.backends.base import (
     swap_rb_batch,
 )
 from trt_engine.errors import BackendUnavailableError, ModelLoadError, require_model_file
-from trt_engine.meta import ModelMeta, image_dims, io_layout, kd_strings
+from trt_engine.meta import ONNX_FORMAT, ModelMeta, image_dims, io_layout, kd_strings
 
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -104,6 +104,11 @@ class OnnxRuntimeBackend(Backend):
         out_shape = [_dim(d) for d in out.shape]
         static = io == "float32_nchw" and out.type == "tensor(float)" and all(out_shape)
         self._out_shape = tuple(out_shape) if static else None
+        # A dynamic-size export of ours maps N x 3 x H x W to the same shape: bind an output buffer per input
+        # shape too (re-bound only when the frame size changes).
+        self._same_shape = (
+            not static and io == "float32_nchw" and out.type == "tensor(float)" and meta.format == ONNX_FORMAT
+        )
         self._output: np.ndarray | None = None
         self._binding: Any = None
         self.info = BackendInfo(
@@ -132,7 +137,7 @@ class OnnxRuntimeBackend(Backend):
                 )
             return swap_rb_batch(result) if self.swap_rb else result
         buffer = nhwc_u8_to_nchw_f32(batch, self._buffer, swap_rb=self.swap_rb, buffers=self._planes)
-        if self._out_shape is not None:
+        if self._out_shape is not None or self._same_shape:
             result = self._run_bound(buffer)
         else:
             (result,) = self.session.run([self.output_name], {self.input_name: buffer})
@@ -143,8 +148,14 @@ class OnnxRuntimeBackend(Backend):
 
     def _run_bound(self, feed: np.ndarray) -> np.ndarray:
         """``session.run`` into the reused output buffer (bound once; rebound when the input buffer changes)."""
-        if self._binding is None or self._buffer is not feed:
-            self._output = np.empty(self._out_shape, np.float32)
+        shape = self._out_shape or feed.shape
+        if (
+            self._binding is None
+            or self._buffer is not feed
+            or self._output is None
+            or self._output.shape != shape
+        ):
+            self._output = np.empty(shape, np.float32)
             self._binding = self.session.io_binding()
             self._binding.bind_cpu_input(self.input_name, feed)
             self._binding.bind_output(

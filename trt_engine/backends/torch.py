@@ -57,7 +57,9 @@ def is_exported_program(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:
-        return any(n.endswith("serialized_exported_program.json") for n in zf.namelist())
+        return any(
+            n.endswith(("serialized_exported_program.json", "/archive_format")) for n in zf.namelist()
+        )  # the older and the current (PT2 archive) layouts
 
 
 def load_torch_model(path: Path) -> tuple[Any, ModelMeta]:
@@ -67,11 +69,12 @@ def load_torch_model(path: Path) -> tuple[Any, ModelMeta]:
     if is_exported_program(path):
         extra = {EXPORTED_META: ""}
         try:
-            program = torch.export.load(str(path), extra_files=extra)
+            with open(path, "rb") as fh:  # a file object: torch.export.load wants a .pt2 name otherwise
+                program = torch.export.load(fh, extra_files=extra)
         except Exception as exc:
             raise ModelLoadError(f"cannot load exported program {path} (corrupt?): {exc}") from exc
         meta = ModelMeta.from_dict(json.loads(extra[EXPORTED_META] or "{}"))
-        return program.module(), meta
+        return program.module(), meta  # already in inference form (exported modules have no .eval())
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
@@ -91,7 +94,7 @@ def load_torch_model(path: Path) -> tuple[Any, ModelMeta]:
             "program (kd-export CKPT --format pt)"
         )
     model, data = loader(path)
-    return model.eval(), ModelMeta.from_dict(data)
+    return model, ModelMeta.from_dict(data)
 
 
 class TorchBackend(Backend):
@@ -122,7 +125,7 @@ class TorchBackend(Backend):
         self.dtype = torch.float16 if self.cuda else torch.float32
         if self.cuda:
             model = model.to(dev, dtype=self.dtype, memory_format=torch.channels_last)
-        self.model = model.eval()
+        self.model = model  # in inference form already (loaders return eval-mode modules)
         self.swap_rb = swap_rb
         self._threads = threads
         self._pinned: dict[tuple[int, tuple[int, ...]], tuple[Any, Any]] = {}
