@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Imported by trt_engine only inside functions that need them (the file being opened, a build, a video).
 HEAVY = {
@@ -103,13 +105,17 @@ def test_shipped_onnx_runs_without_torch_or_trainer(tmp_path) -> None:
         import numpy as np
         from trt_engine import Sharpener
         from trt_engine.paths import shipped_student
+        from PIL import Image
 
         rng = np.random.default_rng(0)
         with Sharpener(shipped_student("fast", ".onnx"), color="rgb") as s:
-            for h, w in ((720, 1280), (1080, 1920)):
+            for h, w in ((720, 1280), (1080, 1920), (2160, 3840)):
                 frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
                 out = s.process(frame)
                 assert out.shape == frame.shape and out.dtype == np.uint8, out.shape
+                pil = s.process(Image.fromarray(frame))
+                assert isinstance(pil, Image.Image) and pil.size == (w, h)
+                assert np.array_equal(np.asarray(pil), out)
                 print("ok", h, w)
         from trt_engine.cli import sharpen_main
         assert sharpen_main(["--demo", "-o", {str(tmp_path / "demo")!r}, "--runs", "1"]) == 0
@@ -117,5 +123,140 @@ def test_shipped_onnx_runs_without_torch_or_trainer(tmp_path) -> None:
         assert not leaked, leaked
         """
     )
-    assert out.count("ok ") == 2
+    assert out.count("ok ") == 3
     assert (tmp_path / "demo" / "after.png").is_file()
+
+
+def test_torch_cpu_frames_in_a_process_without_the_trainer() -> None:
+    pytest.importorskip("torch")
+    out = run_isolated(
+        """
+        import numpy as np, torch
+        from trt_engine import Sharpener
+        from trt_engine.paths import shipped_student
+
+        with Sharpener(shipped_student("fast", ".onnx"), color="rgb") as s:
+            for h, w in ((720, 1280), (1080, 1920)):
+                frame = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8)
+                out = s.process(frame)
+                assert isinstance(out, torch.Tensor) and out.shape == frame.shape and out.dtype == torch.uint8
+                assert np.array_equal(out.numpy(), s.process(frame.numpy()))
+                print("ok", h, w)
+        assert "kd_trainer" not in sys.modules
+        """,
+        blocked=("kd_trainer", "benchmarks"),
+    )
+    assert out.count("ok ") == 2
+
+
+def test_strength_blends_towards_the_input() -> None:
+    import numpy as np
+
+    from trt_engine import Sharpener
+    from trt_engine.paths import shipped_student
+
+    frame = np.random.default_rng(1).integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    with Sharpener(shipped_student("fast", ".onnx")) as s:
+        full = s.process(frame)
+        zero = s.process(frame, strength=0)
+        assert np.array_equal(zero, frame) and zero is not frame
+        half = s.process(frame, strength=0.5).astype(np.int16)
+        expected = (frame.astype(np.float32) + full.astype(np.float32)) / 2
+        assert np.abs(half - expected).max() <= 1
+        assert np.array_equal(s.process_batch([frame], strength=0)[0], frame)
+        with pytest.raises(ValueError, match="strength"):
+            s.process(frame, strength=1.5)
+    with Sharpener(shipped_student("fast", ".onnx"), strength=0.0) as s:
+        assert np.array_equal(s.process(frame), frame)
+        assert all(np.array_equal(o, frame) for o in s.stream([frame, frame]))
+
+
+def test_metrics_match_scikit_image() -> None:
+    np = pytest.importorskip("numpy")
+    skm = pytest.importorskip("skimage.metrics")
+    from skimage import data
+
+    from trt_engine.degrade import degrade
+    from trt_engine.metrics import psnr, ssim
+
+    a = data.astronaut()[:200, :300]
+    b = degrade(a, "call", seed=0)
+    assert psnr(a, b) == pytest.approx(skm.peak_signal_noise_ratio(a, b, data_range=255), abs=1e-9)
+    assert ssim(a, b) == pytest.approx(
+        skm.structural_similarity(a, b, channel_axis=-1, data_range=255), abs=1e-9
+    )
+    assert psnr(a, a) == float("inf") and np.isclose(ssim(a, a), 1.0)
+
+
+def test_model_meta_round_trips_and_reads_shipped_files() -> None:
+    from trt_engine.meta import ModelMeta, read_meta
+    from trt_engine.paths import shipped_student
+
+    for name in ("fast", "quality"):
+        meta = read_meta(shipped_student(name, ".onnx"))
+        assert meta.io == "float32_nchw" and meta.color == "rgb" and meta.student and meta.config
+        assert not meta.fixed_size and meta.multiple > 1, "shipped ONNX are dynamic-size exports"
+    meta = ModelMeta(io="uint8_nhwc", batch=4, height=None, width=None, multiple=8, metrics={"call": 1.0})
+    meta.extra["source"] = "kd-export"  # unknown keys travel unchanged (strings in ONNX metadata)
+    back = ModelMeta.from_dict(meta.to_strings())
+    assert back == meta and ModelMeta.from_dict(meta.to_dict()) == meta
+
+
+def test_every_cli_has_version_and_python_m_trt_engine_works() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "trt_engine", "--version"], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("sharpen ")
+    from benchmarks.cli import main as bench_main
+    from kd_trainer.cli import export_main, train_main
+    from kd_trainer.fetch import main as data_main
+    from trt_engine.cli import build_engine_main, sharpen_main
+
+    for main in (sharpen_main, build_engine_main, train_main, export_main, data_main, bench_main):
+        with pytest.raises(SystemExit) as info:
+            main(["--version"])
+        assert info.value.code == 0
+    with pytest.raises(SystemExit) as info:
+        sharpen_main(["--demo", "--strength", "2"])
+    assert info.value.code == 2
+    assert sharpen_main(["in.png", "-o", "out.png", "--model", str(ROOT / "missing.onnx")]) == 1
+
+
+def test_sharpen_inspect_prints_the_contract(capsys) -> None:
+    from trt_engine.cli import sharpen_main
+    from trt_engine.paths import shipped_student
+
+    assert sharpen_main(["--inspect", str(shipped_student("fast", ".onnx"))]) == 0
+    out = capsys.readouterr().out
+    assert "float32_nchw" in out and "multiple of 4" in out and "runet-f" in out
+
+
+def test_exported_program_runs_without_the_trainer_and_checkpoints_say_what_they_need(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from kd_trainer.cli import export_main
+    from trt_engine.paths import shipped_student
+
+    program = tmp_path / "fast_program.pt"
+    args = [str(shipped_student("fast", ".pt")), "-o", str(program), "--format", "pt"]
+    assert export_main([*args, "--height", "72", "--width", "128"]) == 0
+    onnx, ckpt = shipped_student("fast", ".onnx"), shipped_student("fast", ".pt")
+    run_isolated(
+        f"""
+        import numpy as np
+        import pytest
+        from trt_engine import Sharpener
+        from trt_engine.errors import BackendUnavailableError
+
+        frame = np.random.default_rng(0).integers(0, 256, (70, 130, 3), dtype=np.uint8)
+        with Sharpener({str(program)!r}) as s:
+            out = s.process(frame)
+            assert out.shape == frame.shape and s.info["metadata"]["student"] == "runet-f"
+        with Sharpener({str(onnx)!r}) as o:
+            assert np.abs(out.astype(int) - o.process(frame)).max() <= 1
+        with pytest.raises(BackendUnavailableError, match="needs the trainer"):
+            Sharpener({str(ckpt)!r})
+        assert "kd_trainer" not in sys.modules
+        """,
+        blocked=("kd_trainer", "benchmarks"),
+    )

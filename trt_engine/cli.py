@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from trt_engine import __version__
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".flv")
 
 
@@ -112,6 +114,7 @@ def build_engine_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-only", action="store_true", help="write the precision ONNX only")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime accuracy check")
     parser.add_argument("--inspect", metavar="ENGINE", help="print an engine's header and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
 
     if args.inspect:
@@ -333,7 +336,9 @@ def _side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.concatenate([before, after], axis=1)
 
 
-def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: str | None) -> dict[str, Any]:
+def run_demo(
+    model: Path, out_dir: Path, image: Path | None, runs: int, device: str | None, strength: float = 1.0
+) -> dict[str, Any]:
     """The README's first command: degrade the bundled 1080p sample, sharpen it, time it, score it."""
     from trt_engine.degrade import degrade
     from trt_engine.io import read_image, write_image
@@ -346,7 +351,7 @@ def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: 
         raise FileNotFoundError(f"demo ground-truth frame not found: {path} (pass --demo-image PATH)")
     gt = read_image(path)
     degraded = degrade(gt, "call", seed=0)
-    with Sharpener(model, device=device, color="rgb") as sharpener:
+    with Sharpener(model, device=device, color="rgb", strength=strength) as sharpener:
         for _ in range(2):
             result = sharpener.process(degraded)
         times = []
@@ -439,6 +444,18 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         "--demo-image", help="ground-truth frame for --demo (default: the bundled 1080p sample)"
     )
     parser.add_argument("--runs", type=int, default=10, help="timed runs for --demo (10)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="0..1: blend the output towards the input (1: the model's output, 0: the input unchanged)",
+    )
+    parser.add_argument(
+        "--inspect",
+        metavar="MODEL",
+        help="print a model's contract (ModelMeta: .onnx, .engine, .pt) and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     live = parser.add_argument_group("live (docs/live.md)")
     live.add_argument(
         "--camera",
@@ -467,6 +484,10 @@ def sharpen_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if not 0.0 <= args.strength <= 1.0:
+        parser.error(f"--strength must be in [0, 1], got {args.strength}")
+    if args.inspect:
+        return _inspect(args.inspect, args.device)
     if args.camera is not None:
         return _live_main(parser, args)
     live_only = [f for f in ("virtual_camera", "preview", "size", "duration") if getattr(args, f)]
@@ -481,7 +502,7 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         if args.demo:
             out_dir = Path(args.output or "sharpen-demo")
             image = Path(args.demo_image) if args.demo_image else None
-            run_demo(model, out_dir, image, args.runs, args.device)
+            run_demo(model, out_dir, image, args.runs, args.device, args.strength)
             return 0
         src, dst = Path(args.input), Path(args.output)
         kind = _input_kind(src)
@@ -493,6 +514,32 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         if type(exc).__module__.startswith("av"):
             return _err("sharpen", exc)
         raise
+
+
+def _inspect(path: str, device: str | None) -> int:
+    """``sharpen --inspect MODEL``: the model-file contract, read without a runtime where the file allows."""
+    from trt_engine.meta import read_meta
+
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".onnx", ".engine", ".plan"):
+            meta = read_meta(p)
+        else:
+            from trt_engine.sharpener import Sharpener
+
+            with Sharpener(p, device=device) as sharpener:
+                from trt_engine.meta import ModelMeta
+
+                meta = ModelMeta.from_dict(sharpener.info["metadata"])
+        print(f"model         {p}")
+        print(meta.describe())
+        if p.suffix.lower() in (".engine", ".plan"):
+            from trt_engine.header import format_header, read_header
+
+            print(format_header(read_header(p)))
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        return _err("sharpen", exc)
+    return 0
 
 
 def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -547,6 +594,7 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                     log=lambda msg: print(f"notice: {msg}", file=sys.stderr),
                 )
             )
+            sharpener.strength = args.strength
             print(f"model: {sharpener}", file=sys.stderr)
             print(f"sinks: {', '.join(s.name for s in sinks)}; Ctrl-C stops", file=sys.stderr)
             loop = live.LiveLoop(source, sharpener.process, sinks, queue_size=args.queue)
@@ -572,7 +620,12 @@ def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, 
     from trt_engine.sharpener import Sharpener
 
     with Sharpener(
-        model, device=args.device, color="rgb", batch=args.batch, model_color=args.color
+        model,
+        device=args.device,
+        color="rgb",
+        batch=args.batch,
+        model_color=args.color,
+        strength=args.strength,
     ) as sharpener:
         print(f"model: {sharpener}", file=sys.stderr)
         if kind == "image":
