@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 
 from kd_trainer import __version__
-from kd_trainer.config import ConfigError
+
+try:
+    from kd_trainer.config import ConfigError
+except ModuleNotFoundError as _exc:  # the runtime-only install: say which extra, not a traceback
+    sys.exit(f"error: {_exc}; the trainer needs the [train] extra: pip install 'image-sharpening-kd[train]'")
 
 
 def _fail(message: str) -> int:

@@ -117,6 +117,12 @@ def test_shipped_onnx_runs_without_torch_or_trainer(tmp_path) -> None:
                 assert isinstance(pil, Image.Image) and pil.size == (w, h)
                 assert np.array_equal(np.asarray(pil), out)
                 print("ok", h, w)
+        from trt_engine.errors import BackendUnavailableError
+        try:
+            Sharpener(shipped_student("fast", ".pt"))
+            raise AssertionError("a .pt model opened without PyTorch")
+        except BackendUnavailableError as exc:
+            assert "PyTorch is not installed" in str(exc) and "[train]" in str(exc)
         from trt_engine.cli import sharpen_main
         assert sharpen_main(["--demo", "-o", {str(tmp_path / "demo")!r}, "--runs", "1"]) == 0
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)

@@ -107,7 +107,13 @@ class TorchBackend(Backend):
         swap_rb: bool = False,
         threads: int | None = None,
     ) -> None:
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise BackendUnavailableError(
+                f"{path} is a PyTorch model and PyTorch is not installed; pip install "
+                "'image-sharpening-kd[train]' (torch==2.13.0), or run the model's ONNX export"
+            ) from None
 
         p = require_model_file(path, "checkpoint", "it is not a student checkpoint")
         dev = torch.device(device or "cpu")
