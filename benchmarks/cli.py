@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all requested parts ran; 1 report written but some part failed or had unusable input "
         "(see its Errors section); 2 usage error or report not writable; 130 interrupted (partial report).",
     )
+    from benchmarks import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-o", "--output", default="reports", help="output folder (default: reports/)")
     p.add_argument(
         "--quick",
@@ -259,7 +262,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], dict
         if args.no_speed:
             result["speed_skipped"] = "--no-speed"
         else:
-            speed = T.run_speed(specs, scfg, calib, unsharp, _log, teacher if args.teacher else None)
+            speed = T.run_speed(
+                specs,
+                scfg,
+                calib,
+                unsharp,
+                _log,
+                teacher if args.teacher else None,
+                quick=args.quick or args.smoke,
+            )
             result["speed"] = {"config": scfg.describe(), **speed.to_dict()}
             errors.extend(speed.errors)
 

@@ -101,11 +101,11 @@ def run(scale: float = 1.0) -> list[Result]:
     from kd_trainer.config import ConfigError, make_config
     from kd_trainer.io import ImageReadError, read_image
     from kd_trainer.models.student import CHECKPOINT_FORMAT, CheckpointError, load_student
+    from kd_trainer.testing import make_student
     from trt_engine import Sharpener
     from trt_engine.cli import sharpen_main
     from trt_engine.errors import EngineHeaderError, ModelLoadError
     from trt_engine.header import ENGINE_FORMAT, MAGIC, read_header
-    from trt_engine.testing import make_student
 
     def n(k: int) -> int:
         return max(3, int(k * scale))

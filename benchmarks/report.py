@@ -283,6 +283,31 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
             lines.append("")
     else:
         lines += ["No speed figures.", ""]
+    sizes = speed.get("sizes") or []
+    if sizes:
+        lines += [
+            "### Frame sizes (onnxruntime CPU, fp32, end to end)",
+            "",
+            "A dynamic-size ONNX computes the frame it is given (padded to its size multiple): "
+            "cost follows the pixel count.",
+            "",
+        ]
+        lines += _table(
+            ["model", "frame", "fps", "p50 ms", "p95 ms", "x vs 1080p fps", "n"],
+            [
+                [
+                    r["model"],
+                    r["size"],
+                    f"{r['fps']:.1f}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p95_ms']:.1f}",
+                    f"{r['vs_1080p']:.2f}" if r.get("vs_1080p") else "-",
+                    r["n"],
+                ]
+                for r in sizes
+            ],
+        )
+        lines.append("")
     teacher = speed.get("teacher")
     if teacher:
         lines += [

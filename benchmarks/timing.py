@@ -174,9 +174,16 @@ class SpeedResults:
     skipped: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     teacher: dict[str, Any] | None = None
+    sizes: list[dict[str, Any]] = field(default_factory=list)  # per frame size, onnxruntime CPU
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "skipped": self.skipped, "errors": self.errors, "teacher": self.teacher}
+        return {
+            "rows": self.rows,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "teacher": self.teacher,
+            "sizes": self.sizes,
+        }
 
 
 def _case_row(
@@ -475,6 +482,60 @@ def time_teacher(teacher: Any, cfg: SpeedConfig, log: Log, res: SpeedResults) ->
     log(f"  teacher MAXIM-3S {crop}x{crop}: {stats['mean_ms'] / 1e3:.1f} s per call (n={stats['n']})")
 
 
+#: (width, height) timed per model by :func:`time_sizes`; quick runs drop 4K.
+FRAME_SIZES = ((1280, 720), (1920, 1080), (3840, 2160))
+
+
+def time_sizes(
+    specs: Sequence[Any], cfg: SpeedConfig, log: Log, res: SpeedResults, quick: bool = False
+) -> None:
+    """End-to-end ``Sharpener.process`` fps per frame size for each model's dynamic-size ONNX on onnxruntime
+    CPU, with the ratio to the 1080p rate (a dynamic model costs what its frame costs; fixed-size ONNX would
+    pad every frame to its size and are skipped)."""
+    from trt_engine import Sharpener
+    from trt_engine.meta import read_meta
+
+    sizes = FRAME_SIZES[:2] if quick else FRAME_SIZES
+    rng = np.random.default_rng(0)
+    for spec in specs:
+        if spec.onnx is None:
+            continue
+        try:
+            if read_meta(spec.onnx).fixed_size:
+                res.skipped.append(
+                    {"model": spec.label, "backend": "onnxruntime", "precision": "fp32", "batch": "1",
+                     "why": "frame sizes: fixed-size ONNX (re-export with kd-export, dynamic by default)"}
+                )  # fmt: skip
+                continue
+            rows: list[dict[str, Any]] = []
+            with Sharpener(spec.onnx, device=None) as sharpener:
+                for w, h in sizes:
+                    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                    probe = host_timer(lambda f=frame: sharpener.process(f))
+                    if probe > cfg.max_call_s and rows:
+                        log(f"  sizes {spec.label}: {w}x{h} skipped (first call {probe:.1f} s)")
+                        break
+                    samples = measure(
+                        lambda f=frame: sharpener.process(f),
+                        budget_s=cfg.budget_s,
+                        warmup=max(0, cfg.warmup - 1),
+                        min_iters=cfg.min_iters,
+                        max_iters=cfg.max_iters,
+                    )
+                    stats = latency_stats(samples, 1)
+                    rows.append({"model": spec.label, "backend": "onnxruntime", "device": "cpu",
+                                 "size": f"{w}x{h}", "pixels": w * h, **stats})  # fmt: skip
+            ref = next((r["fps"] for r in rows if r["size"] == "1920x1080"), None)
+            for r in rows:
+                r["vs_1080p"] = r["fps"] / ref if ref else None
+                log(
+                    f"  sizes {spec.label} {r['size']}: {r['fps']:.1f} fps (x{r['vs_1080p'] or 0:.2f} vs 1080p)"
+                )
+            res.sizes += rows
+        except Exception as exc:
+            res.errors.append(f"frame sizes {spec.label}: {type(exc).__name__}: {exc}")
+
+
 def run_speed(
     specs: Sequence[Any],
     cfg: SpeedConfig,
@@ -482,6 +543,7 @@ def run_speed(
     unsharp: Any,
     log: Log,
     teacher: Any = None,
+    quick: bool = False,
 ) -> SpeedResults:
     res = SpeedResults()
     log(
@@ -494,6 +556,7 @@ def run_speed(
         res.errors.append(f"unsharp mask timing: {type(exc).__name__}: {exc}")
     for spec in specs:
         time_model(spec, cfg, calib, log, res)
+    time_sizes(specs, cfg, log, res, quick=quick)
     if teacher is not None:
         try:
             time_teacher(teacher, cfg, log, res)

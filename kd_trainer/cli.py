@@ -11,7 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-from kd_trainer.config import ConfigError
+from kd_trainer import __version__
+
+try:
+    from kd_trainer.config import ConfigError
+except ModuleNotFoundError as _exc:  # the runtime-only install: say which extra, not a traceback
+    sys.exit(f"error: {_exc}; the trainer needs the [train] extra: pip install 'image-sharpening-kd[train]'")
 
 
 def _fail(message: str) -> int:
@@ -76,6 +81,7 @@ def train_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list-models", action="store_true", help="print the student registry and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_intermixed_args(argv)
     if args.list_models:
         print(list_models())
@@ -119,17 +125,40 @@ def train_main(argv: list[str] | None = None) -> int:
 def export_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kd-export", description="Export a student checkpoint to ONNX.")
     parser.add_argument("checkpoint", help="student .pt from kd-train")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-o", "--output", required=True, help="output .onnx path")
-    parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument(
+        "--dynamic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dynamic height/width, any frame size, for onnxruntime (default); --no-dynamic: the fixed "
+        "--height x --width shape that build-engine needs",
+    )
+    parser.add_argument("--static", dest="dynamic", action="store_false", help="same as --no-dynamic")
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "pt"),
+        default="onnx",
+        help="onnx (default) or pt: a self-contained torch.export program that runs without the trainer",
+    )
+    parser.add_argument("--height", type=int, default=1080, help="fixed height (checked size when dynamic)")
+    parser.add_argument("--width", type=int, default=1920, help="fixed width (checked size when dynamic)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--uint8-io", action="store_true", help="uint8 NHWC RGB input/output in the graph")
     parser.add_argument("--opset", type=int, default=18)
     args = parser.parse_args(argv)
 
-    from kd_trainer.export import export_checkpoint
+    from kd_trainer.export import export_checkpoint, export_program
     from kd_trainer.models.student import CheckpointError
 
+    if args.format == "pt":
+        try:
+            path = export_program(args.checkpoint, args.output, height=args.height, width=args.width)
+        except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
+            print(f"kd-export: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {path} (torch.export program, dynamic height/width; runs without the trainer)")
+        return 0
     try:
         result = export_checkpoint(
             args.checkpoint,
@@ -138,16 +167,17 @@ def export_main(argv: list[str] | None = None) -> int:
             width=args.width,
             batch=args.batch,
             uint8_io=args.uint8_io,
+            dynamic=args.dynamic,
             opset=args.opset,
         )
-    except (CheckpointError, ValueError) as exc:
-        return _fail(str(exc))
-    except OSError as exc:  # an unwritable output folder, a full disk: a runtime failure, not usage
-        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
-        return 1
+    except (CheckpointError, ValueError, OSError) as exc:
+        print(f"kd-export: error: {exc}", file=sys.stderr)
+        return 1  # a runtime failure (usage errors exit 2, from argparse)
     unit = "levels" if result.io == "uint8_nhwc" else "(float, [0,1] scale)"
     print(
-        f"wrote {result.path} ({result.io}, shape {result.shape}); onnx.checker ok; "
+        f"wrote {result.path} ({result.io}, "
+        f"{'dynamic height/width, multiple ' + result.metadata['multiple'] if args.dynamic else f'shape {result.shape}'}"
+        "); onnx.checker ok; "
         f"onnxruntime vs torch max abs error {result.max_abs_error:.3g} {unit}"
     )
     return 0

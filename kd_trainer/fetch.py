@@ -560,7 +560,10 @@ def _summarise(dest: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``kd-data``: make the offline photo pool and the pretrained teacher."""
+    from kd_trainer import __version__
+
     parser = argparse.ArgumentParser(prog="kd-data", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_photos = sub.add_parser("photos", help="download and prepare the offline photo pool")
     p_photos.add_argument("--dest", type=Path, default=None, help="output folder (default: cache/photos)")

@@ -61,5 +61,5 @@ def test_export_cli(tmp_path, capsys) -> None:
     assert "max abs error" in out and "onnx.checker ok" in out
     assert read_onnx_metadata(tmp_path / "s.onnx")["student"] == "runet-p"
     (tmp_path / "bad.pt").write_bytes(b"junk")
-    assert export_main([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "b.onnx")]) == 2
+    assert export_main([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "b.onnx")]) == 1
     assert "corrupt" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()

@@ -226,12 +226,17 @@ def test_loop_error_is_raised_after_sinks_close() -> None:
 
 @needs_fast
 def test_fixed_model_reshaped_to_the_camera_is_the_same_network(tmp_path: Path) -> None:
+    from kd_trainer.export import export_checkpoint
     from trt_engine import Sharpener
 
-    fitted = live.fit_onnx_to_frame(FAST, 360, 640, tmp_path)
-    assert fitted is not None and live.fit_onnx_to_frame(FAST, 1080, 1920, tmp_path) is None
+    assert live.fit_onnx_to_frame(FAST, 360, 640, tmp_path) is None  # shipped ONNX are dynamic: nothing to do
+    fixed = export_checkpoint(
+        FAST.with_suffix(".pt"), tmp_path / "fast_1080p.onnx", height=1080, width=1920
+    ).path
+    fitted = live.fit_onnx_to_frame(fixed, 360, 640, tmp_path)
+    assert fitted is not None and live.fit_onnx_to_frame(fixed, 1080, 1920, tmp_path) is None
     frame = _picture()
-    with Sharpener(fitted) as small, Sharpener(FAST) as padded:
+    with Sharpener(fitted) as small, Sharpener(fixed) as padded:
         assert (small.info["height"], small.info["width"]) == (360, 640)
         a, b = small.process(frame), padded.process(frame)
     # identical away from the bottom/right border, where the padded run saw reflected content instead of zeros

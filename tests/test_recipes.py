@@ -51,7 +51,8 @@ def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "kd_trainer", src / "kd_trainer", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("kd_trainer", "trt_engine"):  # the trainer builds on the runtime
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
         + ["-w", str(tmp_path / "dist"), str(src)],

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from kd_trainer.io import read_image, write_image
+from kd_trainer.testing import make_student
 from trt_engine.cli import sharpen_main
-from trt_engine.testing import make_student
 
 
 @pytest.fixture(scope="module")

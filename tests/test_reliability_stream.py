@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
+from kd_trainer.testing import make_student
 from trt_engine import Sharpener
 from trt_engine.errors import FrameError, ModelLoadError
-from trt_engine.testing import make_student
 
 
 @pytest.fixture(scope="module")

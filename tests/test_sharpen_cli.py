@@ -16,9 +16,9 @@ import pytest
 from kd_trainer.degrade import rgb_to_yuv420
 from kd_trainer.io import read_image, write_image
 from kd_trainer.metrics import psnr
+from kd_trainer.testing import make_student, photo_frames
 from trt_engine import Sharpener
 from trt_engine.cli import sharpen_main
-from trt_engine.testing import make_student, photo_frames
 
 av = pytest.importorskip("av")
 H, W = 64, 96
@@ -226,7 +226,7 @@ def test_killed_video_run_leaves_no_output(student, pictures, tmp_path, sig):
         "-o",
         str(dst),
         "--model",
-        str(student.pt),
+        str(student.onnx),  # the runtime-only path: a .pt checkpoint needs the trainer's installed plugin
         "--no-progress",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -10,11 +10,11 @@ import importlib.util
 
 import pytest
 
+from kd_trainer.testing import make_student
 from trt_engine.build import build_engine, detect_tensorrt
 from trt_engine.cli import build_engine_main
 from trt_engine.header import read_engine, read_header
 from trt_engine.precision import get_metadata, load_onnx
-from trt_engine.testing import make_student
 
 H, W = 64, 96
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -140,9 +140,9 @@ def test_full_tensorrt_engine_runs(student, tmp_path):
         pytest.skip("TensorRT not installed")
     import numpy as np
 
+    from kd_trainer.testing import photo_frames
     from trt_engine import Sharpener
     from trt_engine.build import local_gpu_cc
-    from trt_engine.testing import photo_frames
 
     if local_gpu_cc() is None:
         pytest.skip("no GPU")

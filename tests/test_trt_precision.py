@@ -9,6 +9,7 @@ from onnx import TensorProto, numpy_helper
 
 from kd_trainer.io import write_image
 from kd_trainer.metrics import psnr
+from kd_trainer.testing import make_student, photo_frames, torch_reference
 from trt_engine import Sharpener
 from trt_engine.precision import (
     add_uint8_io,
@@ -20,7 +21,6 @@ from trt_engine.precision import (
     set_batch,
     tensorrt_friendly_uint8,
 )
-from trt_engine.testing import make_student, photo_frames, torch_reference
 
 H, W = 96, 128
 # Stated tolerances, measured on these random-weight students (tail std 0.2, so the residual is large and

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kd_trainer.testing import make_student, photo_frames, torch_reference
 from trt_engine import Sharpener
 from trt_engine.backends.base import PlaneBuffers, nchw_f32_to_nhwc_u8, nhwc_u8_to_nchw_f32
 from trt_engine.errors import BackendUnavailableError, EngineHeaderError, FrameError, ModelLoadError
-from trt_engine.testing import make_student, photo_frames, torch_reference
 
 H, W = 64, 96
 # Tolerance vs the torch model, in uint8 levels. Measured: 0 on these frames; 1 allows a float rounding tie.

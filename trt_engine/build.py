@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from kd_trainer.io import sha256_file
-from trt_engine.header import write_engine
+from trt_engine.header import ENGINE_FORMAT, write_engine
+from trt_engine.io import sha256_file
+from trt_engine.meta import ModelMeta
 from trt_engine.precision import PRECISIONS, get_metadata, load_onnx, make_precision_onnx
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
@@ -95,7 +96,7 @@ def local_gpu_cc() -> str | None:
 
 
 def default_timing_cache(flavour: str, version: str) -> Path:
-    from kd_trainer.paths import cache_subdir
+    from trt_engine.paths import cache_subdir
 
     return cache_subdir("trt") / f"timing-{flavour}-{version}.cache"
 
@@ -296,27 +297,19 @@ def build_engine(
             log(f"  Polygraphy Comparator ORT vs engine: {validation['comparator']}")
         except Exception as exc:  # the engine is still good; record why the check did not run
             validation["comparator"] = {"skipped": f"{type(exc).__name__}: {exc}"}
-    config: Any = meta_onnx.get("config")
-    try:
-        import json
-
-        config = json.loads(config) if config else None
-    except ValueError:
-        pass
+    # The model-file contract travels from the ONNX into the engine header, updated for what was built.
+    contract = ModelMeta.from_dict(meta_onnx)
+    contract.io, contract.precision = res.io, precision
+    contract.batch, contract.height, contract.width = n, h, w
+    contract.versions = {**contract.versions, name: version}
     metadata: dict[str, Any] = {
+        **contract.to_dict(),
+        "format": ENGINE_FORMAT,
         "builder": name,
         "trt_version": version,
         "compute_capabilities": targets,
-        "io": res.io,
         "inputs": inputs,
         "outputs": outputs,
-        "color": meta_onnx.get("color", "rgb"),
-        "precision": precision,
-        "batch": n,
-        "height": h,
-        "width": w,
-        "student": meta_onnx.get("student", ""),
-        "config": config,
         "validation": validation,
         "strongly_typed": True,
         "timing_cache": str(cache) if cache else None,

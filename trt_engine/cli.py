@@ -20,10 +20,35 @@ from typing import Any
 
 import numpy as np
 
+from trt_engine import __version__
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts", ".flv")
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _progress(iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm progress bar when tqdm is installed (extras), else a silent stand-in with the same calls."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar(iterable)
+    return tqdm(iterable, **kwargs)
+
+
+class _NoBar:
+    def __init__(self, iterable: Any = None) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _err(prog: str, exc: BaseException) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 1
@@ -89,6 +114,7 @@ def build_engine_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-only", action="store_true", help="write the precision ONNX only")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime accuracy check")
     parser.add_argument("--inspect", metavar="ENGINE", help="print an engine's header and exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
 
     if args.inspect:
@@ -133,7 +159,7 @@ def build_engine_main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------ video I/O
 def _decode_rgb(frame: Any, notes: set[str]) -> np.ndarray:
     """A decoded PyAV frame as RGB uint8, with exact BT.709 limited-range maths where the source allows it."""
-    from kd_trainer.degrade import yuv420_to_rgb
+    from trt_engine.degrade import yuv420_to_rgb
 
     h, w = frame.height, frame.width
     exact = (
@@ -159,7 +185,7 @@ def _decode_rgb(frame: Any, notes: set[str]) -> np.ndarray:
 def _encode_frame(rgb: np.ndarray, index: int, time_base: Fraction) -> Any:
     import av
 
-    from kd_trainer.degrade import rgb_to_yuv420
+    from trt_engine.degrade import rgb_to_yuv420
 
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
@@ -190,9 +216,8 @@ def sharpen_video(
     stream is copied when the output container accepts it, otherwise a notice says it was dropped.
     """
     import av
-    from tqdm import tqdm
 
-    from kd_trainer.io import atomic_path
+    from trt_engine.io import atomic_path
 
     notes: set[str] = set()
     audio_packets: deque[Any] = deque()
@@ -238,7 +263,7 @@ def sharpen_video(
                         aout = None
                         audio_packets.clear()
 
-            bar = tqdm(total=total, unit="frame", desc=f"sharpen {src.name}", disable=not progress)
+            bar = _progress(total=total, unit="frame", desc=f"sharpen {src.name}", disable=not progress)
             source = frames()
             pairs = _with_inputs(source) if side_by_side else None
             stream_in = pairs.inputs() if pairs is not None else source
@@ -304,7 +329,7 @@ class _with_inputs:
 
 # ------------------------------------------------------------------------------------------ sharpen
 def _default_model() -> Path:
-    from kd_trainer.paths import shipped_student
+    from trt_engine.paths import shipped_student
 
     try:
         return shipped_student("fast", ".onnx")
@@ -319,12 +344,14 @@ def _side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.concatenate([before, after], axis=1)
 
 
-def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: str | None) -> dict[str, Any]:
+def run_demo(
+    model: Path, out_dir: Path, image: Path | None, runs: int, device: str | None, strength: float = 1.0
+) -> dict[str, Any]:
     """The README's first command: degrade the bundled 1080p sample, sharpen it, time it, score it."""
-    from kd_trainer.degrade import degrade
-    from kd_trainer.io import read_image, write_image
-    from kd_trainer.metrics import psnr, ssim
-    from kd_trainer.paths import SAMPLES_DIR
+    from trt_engine.degrade import degrade
+    from trt_engine.io import read_image, write_image
+    from trt_engine.metrics import psnr, ssim
+    from trt_engine.paths import SAMPLES_DIR
     from trt_engine.sharpener import Sharpener
 
     path = image or SAMPLES_DIR / "sample_1080p.png"
@@ -332,7 +359,7 @@ def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: 
         raise FileNotFoundError(f"demo ground-truth frame not found: {path} (pass --demo-image PATH)")
     gt = read_image(path)
     degraded = degrade(gt, "call", seed=0)
-    with Sharpener(model, device=device, color="rgb") as sharpener:
+    with Sharpener(model, device=device, color="rgb", strength=strength) as sharpener:
         for _ in range(2):
             result = sharpener.process(degraded)
         times = []
@@ -376,7 +403,7 @@ def run_demo(model: Path, out_dir: Path, image: Path | None, runs: int, device: 
 
 
 def _input_kind(path: Path) -> str:
-    from kd_trainer.io import IMAGE_SUFFIXES
+    from trt_engine.io import IMAGE_SUFFIXES
 
     if path.is_dir():
         return "folder"
@@ -406,7 +433,7 @@ def _overwrites_input(src: Path, dst: Path, kind: str) -> Path | None:
         if _same_file(src, dst):
             return src
         if dst.is_dir():  # a folder linked into the input's files: any name clash would overwrite one
-            from kd_trainer.io import list_images
+            from trt_engine.io import list_images
 
             for path in list_images(src):
                 if _same_file(path, dst / path.name):
@@ -450,6 +477,18 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         "--demo-image", help="ground-truth frame for --demo (default: the bundled 1080p sample)"
     )
     parser.add_argument("--runs", type=int, default=10, help="timed runs for --demo (10)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="0..1: blend the output towards the input (1: the model's output, 0: the input unchanged)",
+    )
+    parser.add_argument(
+        "--inspect",
+        metavar="MODEL",
+        help="print a model's contract (ModelMeta: .onnx, .engine, .pt) and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     live = parser.add_argument_group("live (docs/live.md)")
     live.add_argument(
         "--camera",
@@ -478,6 +517,10 @@ def sharpen_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if not 0.0 <= args.strength <= 1.0:
+        parser.error(f"--strength must be in [0, 1], got {args.strength}")
+    if args.inspect:
+        return _inspect(args.inspect, args.device)
     if args.camera is not None:
         return _live_main(parser, args)
     live_only = [f for f in ("virtual_camera", "preview", "size", "duration") if getattr(args, f)]
@@ -494,7 +537,7 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         if args.demo:
             out_dir = Path(args.output or "sharpen-demo")
             image = Path(args.demo_image) if args.demo_image else None
-            run_demo(model, out_dir, image, args.runs, args.device)
+            run_demo(model, out_dir, image, args.runs, args.device, args.strength)
             return 0
         src, dst = Path(args.input), Path(args.output)
         kind = _input_kind(src)
@@ -514,6 +557,32 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         if decoding or isinstance(exc, (ValueError, OSError, RuntimeError, KeyError)):
             return _err("sharpen", exc)
         raise
+
+
+def _inspect(path: str, device: str | None) -> int:
+    """``sharpen --inspect MODEL``: the model-file contract, read without a runtime where the file allows."""
+    from trt_engine.meta import read_meta
+
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".onnx", ".engine", ".plan"):
+            meta = read_meta(p)
+        else:
+            from trt_engine.sharpener import Sharpener
+
+            with Sharpener(p, device=device) as sharpener:
+                from trt_engine.meta import ModelMeta
+
+                meta = ModelMeta.from_dict(sharpener.info["metadata"])
+        print(f"model         {p}")
+        print(meta.describe())
+        if p.suffix.lower() in (".engine", ".plan"):
+            from trt_engine.header import format_header, read_header
+
+            print(format_header(read_header(p)))
+    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+        return _err("sharpen", exc)
+    return 0
 
 
 def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -572,6 +641,7 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                     log=lambda msg: print(f"notice: {msg}", file=sys.stderr),
                 )
             )
+            sharpener.strength = args.strength
             print(f"model: {sharpener}", file=sys.stderr)
             print(f"sinks: {', '.join(s.name for s in sinks)}; Ctrl-C stops", file=sys.stderr)
             loop = live.LiveLoop(source, sharpener.process, sinks, queue_size=args.queue)
@@ -593,13 +663,16 @@ def _live_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
 
 
 def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, kind: str) -> int:
-    from tqdm import tqdm
-
-    from kd_trainer.io import IMAGE_SUFFIXES, list_images, read_image, write_image
+    from trt_engine.io import IMAGE_SUFFIXES, list_images, read_image, write_image
     from trt_engine.sharpener import Sharpener
 
     with Sharpener(
-        model, device=args.device, color="rgb", batch=args.batch, model_color=args.color
+        model,
+        device=args.device,
+        color="rgb",
+        batch=args.batch,
+        model_color=args.color,
+        strength=args.strength,
     ) as sharpener:
         print(f"model: {sharpener}", file=sys.stderr)
         if kind == "image":
@@ -621,7 +694,7 @@ def _sharpen_files(args: argparse.Namespace, model: Path, src: Path, dst: Path, 
             if not paths:
                 raise ValueError(f"no images in {src}")
             dst.mkdir(parents=True, exist_ok=True)
-            for path in tqdm(paths, unit="img", desc="sharpen", disable=args.no_progress):
+            for path in _progress(paths, unit="img", desc="sharpen", disable=args.no_progress):
                 rgb = read_image(path)
                 out = sharpener.process(rgb)
                 write_image(dst / path.name, _side_by_side(rgb, out) if args.side_by_side else out)

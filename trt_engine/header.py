@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kd_trainer.io import atomic_write_bytes
 from trt_engine.errors import (
     MAX_MODEL_SIDE,
     EngineHeaderError,
@@ -37,6 +36,7 @@ from trt_engine.errors import (
     ModelLoadError,
     check_model_sizes,
 )
+from trt_engine.io import atomic_write_bytes
 
 MAGIC = b"KDTRTENG"
 HEADER_VERSION = 1

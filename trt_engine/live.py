@@ -663,23 +663,25 @@ def fit_onnx_to_frame(model: str | Path, height: int, width: int, out_dir: str |
     to the frame size rounded up to the model's size multiple, so the network computed is the same one; any
     other graph, or a frame that is not smaller than the model, gives None (the Sharpener pads as usual).
     """
-    import onnx
-
-    from trt_engine.backends.onnxrt import kd_metadata, multiple_from_metadata
+    from trt_engine.meta import ModelMeta, proto_metadata
 
     path = Path(model)
     if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        import onnx
+    except ImportError:  # not in the runtime-only install: the Sharpener pads instead
         return None
     proto = onnx.load(str(path))
     if len(proto.graph.input) != 1 or any(n.op_type not in _SIZE_FREE_OPS for n in proto.graph.node):
         return None
     if any(a.name == "output_shape" for n in proto.graph.node for a in n.attribute):
         return None
-    meta = kd_metadata({p.key: p.value for p in proto.metadata_props})
-    multiple = multiple_from_metadata(meta)
-    if multiple <= 1 or not meta.get("io"):
+    contract = ModelMeta.from_dict(proto_metadata(proto))
+    multiple = contract.multiple
+    if multiple <= 1 or not contract.io:
         return None  # unknown size multiple: not safe to re-shape
-    nhwc = meta["io"] == "uint8_nhwc"
+    nhwc = contract.io == "uint8_nhwc"
     hi, wi = (1, 2) if nhwc else (2, 3)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != 4 or not (dims[hi].dim_value and dims[wi].dim_value):

@@ -24,7 +24,6 @@ check measures fp16 weight and activation *storage* rounding; TensorRT's fp16 ke
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -35,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from kd_trainer.io import atomic_path
+from trt_engine.io import atomic_path
+from trt_engine.meta import io_layout, proto_metadata, set_proto_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
-META_PREFIX = "kd."
 CONV_OPS = ("Conv", "ConvTranspose")
 #: ops run in fp16 inside the network body (all others stay fp32).
 FP16_OPS = frozenset(
@@ -83,21 +82,13 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
 
 
 def get_metadata(model: Any) -> dict[str, str]:
-    """``kd.*`` metadata of a ModelProto, prefix removed."""
-    return {p.key[len(META_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+    """``kd.*`` metadata of a ModelProto, prefix removed (:func:`trt_engine.meta.proto_metadata`)."""
+    return proto_metadata(model)
 
 
 def set_metadata(model: Any, **values: Any) -> None:
     """Set ``kd.*`` metadata entries (non-strings as JSON)."""
-    for key, value in values.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        for prop in model.metadata_props:
-            if prop.key == META_PREFIX + key:
-                prop.value = text
-                break
-        else:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = META_PREFIX + key, text
+    set_proto_metadata(model, values)
 
 
 def _elem_types(model: Any) -> dict[str, int]:
@@ -121,11 +112,13 @@ def io_kind(model: Any) -> str:
         raise ModelLoadError(f"expected one graph input, found {[i.name for i in inputs]}")
     t = inputs[0].type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if t.elem_type == TensorProto.UINT8 and len(dims) == 4 and dims[3] == 3:
-        return "uint8_nhwc"
-    if t.elem_type == TensorProto.FLOAT and len(dims) == 4 and dims[1] == 3:
-        return "float32_nchw"
-    raise ModelLoadError(f"unsupported graph input {inputs[0].name!r}: elem type {t.elem_type}, dims {dims}")
+    dtype = {TensorProto.UINT8: "uint8", TensorProto.FLOAT: "float32"}.get(t.elem_type, str(t.elem_type))
+    kind = io_layout(dtype, dims)
+    if kind is None:
+        raise ModelLoadError(
+            f"unsupported graph input {inputs[0].name!r}: elem type {t.elem_type}, dims {dims}"
+        )
+    return kind
 
 
 def input_shape(model: Any) -> tuple[int | None, ...]:
@@ -196,7 +189,7 @@ def tensorrt_friendly_uint8(model: Any) -> Any:
     """Reorder ``Transpose(uint8) -> Cast(float)`` into ``Cast -> Transpose`` (and the same at the output).
 
     TensorRT allows uint8 tensors only as inputs/outputs of Cast, so a uint8 NHWC graph that transposes
-    before casting (as ``kd_trainer.export``'s uint8 variant does) fails to parse. The reordering is exact.
+    before casting (as the exporter's uint8 variant does) fails to parse. The reordering is exact.
     """
     import onnx
     from onnx import TensorProto
@@ -277,7 +270,7 @@ def set_batch(model: Any, batch: int) -> Any:
     except Exception as exc:
         raise ValueError(
             f"cannot set the batch size to {batch} in this graph ({exc}); export it with that batch instead "
-            f"(kd_trainer.export.export_onnx(..., batch={batch}) / kd-export)"
+            f"(kd-export --batch {batch})"
         ) from exc
     set_metadata(model, batch=str(batch))
     return model
@@ -510,8 +503,8 @@ def _photos(names: Sequence[str]) -> list[np.ndarray]:
 
 
 def _bundled_sample() -> np.ndarray | None:
-    from kd_trainer.io import ImageReadError, read_image
-    from kd_trainer.paths import SAMPLES_DIR
+    from trt_engine.io import ImageReadError, read_image
+    from trt_engine.paths import SAMPLES_DIR
 
     path = SAMPLES_DIR / "sample_1080p.png"
     if not path.is_file():
@@ -535,7 +528,7 @@ def calibration_sets(
 
     With ``calib_dir``: its images, sorted; every 5th image (at least one, when there are >= 2) is held out
     for verification and never used for calibration (``hold_out=False``: all images calibrate, none is held
-    out, for builds that skip verification). ``preset`` (a ``kd_trainer.degrade`` preset, default
+    out, for builds that skip verification). ``preset`` (a :mod:`trt_engine.degrade` preset, default
     ``call``) degrades each image to make the model's input, the image itself being the ground truth; pass
     ``"none"`` when the folder already holds degraded frames as the model will see them (verification then
     compares with the fp32 output only).
@@ -543,8 +536,8 @@ def calibration_sets(
     Without ``calib_dir``: scikit-image's bundled photographs (plus the bundled 1080p sample, if present),
     degraded with ``preset`` at several seeds; a notice recommends real frames.
     """
-    from kd_trainer.degrade import degrade
-    from kd_trainer.io import list_images, read_image
+    from trt_engine.degrade import degrade
+    from trt_engine.io import list_images, read_image
 
     if calib_dir is not None:
         paths = list_images(calib_dir)
@@ -608,7 +601,7 @@ def compare(
     ref_path: str | os.PathLike[str], test_path: str | os.PathLike[str], held: FrameSet
 ) -> dict[str, float]:
     """PSNR of ``test`` against ``ref`` outputs (fidelity) and, with ground truth, both against it."""
-    from kd_trainer.metrics import psnr
+    from trt_engine.metrics import psnr
 
     ref = run_frames(ref_path, held.inputs)
     test = run_frames(test_path, held.inputs)
@@ -677,7 +670,7 @@ def make_precision_onnx(
     n, h, w = (shape[0], shape[1], shape[2]) if io == "uint8_nhwc" else (shape[0], shape[2], shape[3])
     if h is None or w is None:
         raise ValueError(
-            f"{src} has a dynamic image size {shape}; export a fixed-size model (kd-export) first"
+            f"{src} has a dynamic image size {shape}; export a fixed-size model (kd-export --static) first"
         )
     batch = n or 1
     need_frames = verify or (precision == "int8" and have != "int8")

@@ -31,6 +31,92 @@ COLORS = ("bgr", "rgb")
 _END = object()
 
 
+def _check_strength(strength: Any) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+    return float(strength)
+
+
+def blend(frame: np.ndarray, sharpened: np.ndarray, strength: float) -> np.ndarray:
+    """``frame + strength * (sharpened - frame)`` in uint8 (rounded); 0 gives a copy of ``frame`` exactly."""
+    import cv2
+
+    if strength >= 1.0:
+        return sharpened
+    if strength <= 0.0:
+        return np.array(frame, copy=True)
+    return cv2.addWeighted(sharpened, strength, frame, 1.0 - strength, 0.0)
+
+
+def _module(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+class _Frame:
+    """A frame of any supported type as an HxWx3 uint8 numpy array, and the way back to its type.
+
+    numpy arrays pass through; PIL images are RGB by definition (converted to and from the Sharpener's colour
+    order); torch tensors (CPU, or CUDA: copied to the host and the result back to their device) come back as
+    tensors; other objects with ``__dlpack__`` / ``__cuda_array_interface__`` (CuPy, JAX, ...) are read
+    through ``numpy.from_dlpack`` (host memory) or torch / CuPy (device memory) and come back as numpy arrays,
+    or as arrays of their own library where it is imported already.
+    """
+
+    def __init__(self, frame: Any, color: str) -> None:
+        self.kind, self.device, self.color = "numpy", None, color
+        if isinstance(frame, np.ndarray):
+            self.array = frame
+        elif _module(frame) == "PIL" and hasattr(frame, "convert") and hasattr(frame, "size"):
+            self.kind = "pil"
+            rgb = np.asarray(frame.convert("RGB") if frame.mode != "RGB" else frame)
+            self.array = np.ascontiguousarray(rgb[..., ::-1]) if color == "bgr" else rgb
+        elif _module(frame) == "torch":
+            self.kind, self.device = "torch", frame.device
+            self.array = frame.detach().cpu().numpy()
+        elif hasattr(frame, "__cuda_array_interface__") or hasattr(frame, "__dlpack__"):
+            self.array = self._foreign(frame)
+        else:
+            self.array = frame  # refused by _check with the usual message
+
+    def _foreign(self, frame: Any) -> np.ndarray:
+        device_type = frame.__dlpack_device__()[0] if hasattr(frame, "__dlpack_device__") else None
+        if device_type == 1 or (device_type is None and not hasattr(frame, "__cuda_array_interface__")):
+            return np.from_dlpack(frame)  # CPU memory, no copy
+        if _module(frame) == "cupy":
+            import cupy
+
+            self.kind = "cupy"
+            return cupy.asnumpy(frame)
+        try:
+            import torch
+        except ImportError:
+            raise FrameError(
+                f"a {type(frame).__name__} in GPU memory needs torch or CuPy to be read; copy it to the host "
+                "(numpy) first"
+            ) from None
+        tensor = torch.from_dlpack(frame) if hasattr(frame, "__dlpack__") else torch.as_tensor(frame)
+        self.kind, self.device = "torch", tensor.device
+        return tensor.detach().cpu().numpy()
+
+    def back(self, out: np.ndarray) -> Any:
+        if self.kind == "pil":
+            from PIL import Image
+
+            return Image.fromarray(
+                np.ascontiguousarray(out[..., ::-1]) if self.color == "bgr" else out, "RGB"
+            )
+        if self.kind == "torch":
+            import torch
+
+            tensor = torch.from_numpy(out)
+            return tensor.to(self.device) if self.device is not None and self.device.type != "cpu" else tensor
+        if self.kind == "cupy":
+            import cupy
+
+            return cupy.asarray(out)
+        return out
+
+
 def _describe(frame: Any) -> str:
     if isinstance(frame, np.ndarray):
         return f"shape {tuple(frame.shape)} dtype {frame.dtype}"
@@ -50,6 +136,9 @@ class Sharpener:
         threads: CPU threads for onnxruntime / PyTorch on CPU (default: the cores this process may use).
         cuda_graph: TensorRT only: capture each call into a CUDA graph (static shapes).
         model_color: override the model's channel order (default: its metadata, else ``"rgb"``).
+        strength: 0..1, how far the output goes from the input towards the model's result (1: the model's
+            output; 0: the input unchanged, without running the model); ``process(frame, strength=...)``
+            overrides it per call.
 
     A Sharpener may be shared between threads; model calls are serialised.
     """
@@ -64,7 +153,9 @@ class Sharpener:
         threads: int | None = None,
         cuda_graph: bool = False,
         model_color: str | None = None,
+        strength: float = 1.0,
     ) -> None:
+        self.strength = _check_strength(strength)
         if not isinstance(color, str) or color.lower() not in COLORS:
             raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
         if model_color is not None and (
@@ -162,8 +253,8 @@ class Sharpener:
         if info.fixed_size and (h > info.height or w > info.width):
             raise FrameError(
                 f"{where}: frame {h}x{w} is larger than the model's fixed input {info.height}x{info.width} "
-                f"({self.path.name}); export a model of that size (kd_trainer.export.export_onnx(model, out, "
-                f"height={h}, width={w}) / kd-export) and rebuild its engine, or resize the frame"
+                f"({self.path.name}); export a model of that size (kd-export CKPT --height {h} --width {w}) and "
+                "rebuild its engine, or resize the frame"
             )
         if not info.fixed_size and max(h, w) > MAX_SIDE:
             raise FrameError(
@@ -222,18 +313,30 @@ class Sharpener:
         return out
 
     # ---------------------------------------------------------------------------------------- public API
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        """Sharpen one HxWx3 uint8 frame; returns a new HxWx3 uint8 array in the same colour order."""
-        frame = self._check(frame)
-        h, w = frame.shape[:2]
-        out = self._run(self._assemble([frame], self._target(h, w)))
-        return self._split(out, [(h, w)])[0]
+    def process(self, frame: Any, strength: float | None = None) -> Any:
+        """Sharpen one HxWx3 uint8 frame; returns a new frame of the same type, size and colour order.
 
-    def process_batch(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        ``frame``: a numpy array, a PIL image (RGB), a torch tensor (CPU or CUDA) or any object with
+        ``__dlpack__`` / ``__cuda_array_interface__``. ``strength`` (0..1) overrides the Sharpener's.
+        """
+        s = self.strength if strength is None else _check_strength(strength)
+        wrapped = _Frame(frame, self.color)
+        checked = self._check(wrapped.array)
+        if s == 0.0:
+            return wrapped.back(np.array(checked, copy=True))
+        h, w = checked.shape[:2]
+        out = self._split(self._run(self._assemble([checked], self._target(h, w))), [(h, w)])[0]
+        return wrapped.back(blend(checked, out, s))
+
+    def process_batch(
+        self, frames: np.ndarray | Sequence[Any], strength: float | None = None
+    ) -> np.ndarray | list[Any]:
         """Sharpen several frames; an ``N x H x W x 3`` array gives an array, a sequence gives a list.
 
-        Frames are sent in chunks of ``self.batch``; frames of different sizes may be mixed in a list.
+        Frames are sent in chunks of ``self.batch``; frames of different sizes (and, in a list, of different
+        types, as for :meth:`process`) may be mixed.
         """
+        s = self.strength if strength is None else _check_strength(strength)
         as_array = isinstance(frames, np.ndarray)
         if as_array:
             if frames.ndim != 4:
@@ -247,9 +350,10 @@ class Sharpener:
             raise FrameError(
                 f"process_batch: expected an N x H x W x 3 uint8 array or a list of frames, got {_describe(frames)}"
             )
-        checked = [self._check(f, f"frame {i}") for i, f in enumerate(items)]
-        results: list[np.ndarray | None] = [None] * len(checked)
-        for start in range(0, len(checked), self.batch):
+        wrapped = [_Frame(f, self.color) for f in items]
+        checked = [self._check(f.array, f"frame {i}") for i, f in enumerate(wrapped)]
+        results: list[Any] = [np.array(f, copy=True) for f in checked] if s == 0.0 else [None] * len(checked)
+        for start in range(0, len(checked) if s > 0.0 else 0, self.batch):
             groups: dict[tuple[int, int], list[int]] = {}
             for i in range(start, min(start + self.batch, len(checked))):
                 h, w = checked[i].shape[:2]
@@ -257,10 +361,10 @@ class Sharpener:
             for target, idx in groups.items():
                 out = self._run(self._assemble([checked[i] for i in idx], target))
                 for i, frame in zip(idx, self._split(out, [checked[i].shape[:2] for i in idx]), strict=True):
-                    results[i] = frame
+                    results[i] = blend(checked[i], frame, s)
         if as_array:
             return np.stack(results) if results else np.empty((0, *frames.shape[1:]), np.uint8)
-        return results  # type: ignore[return-value]
+        return [f.back(r) for f, r in zip(wrapped, results, strict=True)]
 
     def stream(self, frames: Iterable[np.ndarray], prefetch: int = 2) -> Iterator[np.ndarray]:
         """Yield a sharpened frame for each input frame, in order, overlapping the stages.
@@ -268,11 +372,13 @@ class Sharpener:
         A reader thread pulls frames from ``frames`` (e.g. a video decoder), validates, pads and batches them
         into a bounded queue of ``prefetch`` batches (memory stays flat on endless streams) while this thread
         runs the model; GPU backends additionally overlap upload, compute and download across two CUDA
-        streams. A bad frame raises the same :class:`FrameError` as :meth:`process`, at its position.
+        streams. A bad frame raises the same :class:`FrameError` as :meth:`process`, at its position; when the
+        source itself raises, every frame read before it is delivered first, then the error is re-raised.
         """
         backend = self.backend
         q: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
         stop = threading.Event()
+        strength = self.strength
 
         def put(item: Any) -> bool:
             while not stop.is_set():
@@ -289,7 +395,10 @@ class Sharpener:
 
             def flush() -> bool:  # send the pending frames as one batch as soon as it is complete
                 nonlocal pending
-                ok = not pending or put((self._assemble(pending, target), [f.shape[:2] for f in pending]))
+                if not pending:
+                    return True
+                inputs = list(pending) if strength < 1.0 else None  # kept for the blend towards the input
+                ok = put((self._assemble(pending, target), [f.shape[:2] for f in pending], inputs))
                 pending = []
                 return ok
 
@@ -311,7 +420,7 @@ class Sharpener:
                 if flush():
                     put(exc)
 
-        sizes: deque[tuple[tuple[int, ...], list[tuple[int, int]]]] = deque()
+        sizes: deque[tuple[tuple[int, ...], list[tuple[int, int]], list[np.ndarray] | None]] = deque()
         failure: list[BaseException] = []
 
         def feed() -> Iterator[np.ndarray]:
@@ -322,8 +431,8 @@ class Sharpener:
                 if isinstance(item, BaseException):
                     failure.append(item)  # end the batches normally so the backend drains what it holds
                     return
-                batch, batch_sizes = item
-                sizes.append((batch.shape, batch_sizes))
+                batch, batch_sizes, inputs = item
+                sizes.append((batch.shape, batch_sizes, inputs))
                 yield batch
 
         thread = threading.Thread(target=reader, name="sharpener-reader", daemon=True)
@@ -336,8 +445,11 @@ class Sharpener:
                         out = next(outputs)
                     except StopIteration:
                         break
-                shape, batch_sizes = sizes.popleft()
-                yield from self._split(self._same_shape(out, shape), batch_sizes)
+                shape, batch_sizes, inputs = sizes.popleft()
+                results = self._split(self._same_shape(out, shape), batch_sizes)
+                if inputs is not None:
+                    results = [blend(i, r, strength) for i, r in zip(inputs, results, strict=True)]
+                yield from results
             if failure:
                 raise failure[0]
         finally:

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CHECKPOINT_FORMAT = "image-sharpening-kd/student-v1"
-
+from kd_trainer.runtime_plugin import CHECKPOINT_FORMAT
 
 #: Limits on student shapes (checked before anything is allocated).
 MAX_UNSHUFFLE, MAX_LEVELS, MAX_WIDTH, MAX_BLOCKS = 8, 6, 512, 16

@@ -19,6 +19,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     ".onnx": ("trt_engine.backends.onnxrt", "OnnxRuntimeBackend", "ONNX model, run with onnxruntime"),
     ".pt": ("trt_engine.backends.torch", "TorchBackend", "student checkpoint, run with PyTorch"),
     ".pth": ("trt_engine.backends.torch", "TorchBackend", "student checkpoint, run with PyTorch"),
+    ".pt2": ("trt_engine.backends.torch", "TorchBackend", "torch.export program, run with PyTorch"),
 }
 
 

@@ -1,6 +1,6 @@
 """onnxruntime backend for ``.onnx`` files: CPU by default, CUDA / TensorRT execution providers on request.
 
-Runs both graph I/O kinds written by ``kd_trainer.export`` (``float32_nchw`` and ``uint8_nhwc``) and any
+Runs both graph I/O kinds written by the exporter (``kd-export``) (``float32_nchw`` and ``uint8_nhwc``) and any
 image-to-image ONNX with a 3-channel float NCHW or uint8 NHWC input, with fixed or dynamic shapes. For
 float graphs the uint8 <-> float conversion runs on the host with OpenCV (a lookup table and a saturating
 cast), which on a 2-core CPU is about 2x cheaper than the same casts and transposes inside ORT.
@@ -8,7 +8,6 @@ cast), which on a 2-core CPU is about 2x cheaper than the same casts and transpo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +23,13 @@ from trt_engine.backends.base import (
     swap_rb_batch,
 )
 from trt_engine.errors import BackendUnavailableError, ModelLoadError, check_model_sizes, require_model_file
+from trt_engine.meta import ONNX_FORMAT, ModelMeta, image_dims, io_layout, kd_strings
 
-META_PREFIX = "kd."
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def kd_metadata(custom: dict[str, str]) -> dict[str, str]:
-    """The ``kd.*`` entries of an ONNX model's metadata, prefix removed."""
-    return {k[len(META_PREFIX) :]: v for k, v in custom.items() if k.startswith(META_PREFIX)}
-
-
-def multiple_from_metadata(meta: dict[str, Any]) -> int:
-    """Height/width multiple the student pads to, from its ``config`` metadata (1 when unknown)."""
-    config = meta.get("config")
-    if not config:
-        return 1
-    try:
-        from kd_trainer.models.student import StudentConfig
-
-        data = json.loads(config) if isinstance(config, str) else config
-        return StudentConfig.from_dict(data).multiple
-    except (ValueError, KeyError, TypeError):
-        return 1
 
 
 def _dim(value: Any) -> int | None:
@@ -66,8 +46,10 @@ def _check_graph_sizes(p: Path) -> None:
     A crafted 1 KB graph (``ConstantOfShape`` of 1 x 3 x 40000 x 40000, or an input declared 10^6 pixels
     wide) would otherwise make onnxruntime allocate tens of gigabytes on the first frame.
     """
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:  # the runtime-only install: the input sizes are still checked on the session
+        return
     try:
         model = onnx.load(str(p), load_external_data=False)
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -144,7 +126,7 @@ class OnnxRuntimeBackend(Backend):
             raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
 
         try:
-            meta = kd_metadata(self.session.get_modelmeta().custom_metadata_map or {})
+            meta = ModelMeta.from_dict(kd_strings(self.session.get_modelmeta().custom_metadata_map or {}))
         except UnicodeDecodeError as exc:  # a corrupt metadata string (fuzzing found it)
             raise ModelLoadError(f"{p} has corrupt metadata ({exc}); re-export it with kd-export") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -156,19 +138,17 @@ class OnnxRuntimeBackend(Backend):
         shape = list(inp.shape)
         if len(shape) != 4:
             raise ModelLoadError(f"{p}: input {inp.name!r} has shape {shape}; expected a 4-D image batch")
-        if inp.type == "tensor(uint8)" and _dim(shape[3]) == 3:
-            io = "uint8_nhwc"
-            batch, height, width = _dim(shape[0]), _dim(shape[1]), _dim(shape[2])
-        elif inp.type == "tensor(float)" and _dim(shape[1]) == 3:
-            io = "float32_nchw"
-            batch, height, width = _dim(shape[0]), _dim(shape[2]), _dim(shape[3])
-        else:
+        dtype = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}.get(inp.type, inp.type)
+        io = io_layout(dtype, shape)
+        if io is None:
             raise ModelLoadError(
                 f"{p}: input {inp.name!r} is {inp.type} {shape}; supported are float32 N x 3 x H x W (RGB in "
                 "[0,1]) and uint8 N x H x W x 3"
             )
-        if meta.get("io") and meta["io"] != io:
-            raise ModelLoadError(f"{p}: metadata says io={meta['io']!r} but the graph input is {io}")
+        batch, height, width = image_dims(io, shape)
+        check_model_sizes(p, batch, height, width)
+        if meta.io and meta.io != io:
+            raise ModelLoadError(f"{p}: metadata says io={meta.io!r} but the graph input is {io}")
         self.input_name, self.output_name, self.io = inp.name, out.name, io
         self.swap_rb = swap_rb
         self._buffer: np.ndarray | None = None
@@ -178,21 +158,26 @@ class OnnxRuntimeBackend(Backend):
         out_shape = [_dim(d) for d in out.shape]
         static = io == "float32_nchw" and out.type == "tensor(float)" and all(out_shape)
         self._out_shape = tuple(out_shape) if static else None
+        # A dynamic-size export of ours maps N x 3 x H x W to the same shape: bind an output buffer per input
+        # shape too (re-bound only when the frame size changes).
+        self._same_shape = (
+            not static and io == "float32_nchw" and out.type == "tensor(float)" and meta.format == ONNX_FORMAT
+        )
         self._output: np.ndarray | None = None
         self._binding: Any = None
         self.info = BackendInfo(
             backend="onnxruntime",
             path=str(p),
             device=dev,
-            precision=meta.get("precision", "fp32"),
+            precision=meta.precision,
             io=io,
             batch=batch,
             height=height,
             width=width,
-            multiple=multiple_from_metadata(meta),
-            color=meta.get("color", "rgb"),
+            multiple=meta.multiple,
+            color=meta.color,
             providers=self.session.get_providers(),
-            metadata=meta,
+            metadata=meta.to_dict(),
             host_memory="host only (no device copies)" if dev == "cpu" else "pageable (onnxruntime copies)",
         )
 
@@ -206,7 +191,7 @@ class OnnxRuntimeBackend(Backend):
                 )
             return swap_rb_batch(result) if self.swap_rb else result
         buffer = nhwc_u8_to_nchw_f32(batch, self._buffer, swap_rb=self.swap_rb, buffers=self._planes)
-        if self._out_shape is not None:
+        if self._out_shape is not None or self._same_shape:
             result = self._run_bound(buffer)
         else:
             (result,) = self.session.run([self.output_name], {self.input_name: buffer})
@@ -217,8 +202,14 @@ class OnnxRuntimeBackend(Backend):
 
     def _run_bound(self, feed: np.ndarray) -> np.ndarray:
         """``session.run`` into the reused output buffer (bound once; rebound when the input buffer changes)."""
-        if self._binding is None or self._buffer is not feed:
-            self._output = np.empty(self._out_shape, np.float32)
+        shape = self._out_shape or feed.shape
+        if (
+            self._binding is None
+            or self._buffer is not feed
+            or self._output is None
+            or self._output.shape != shape
+        ):
+            self._output = np.empty(shape, np.float32)
             self._binding = self.session.io_binding()
             self._binding.bind_cpu_input(self.input_name, feed)
             self._binding.bind_output(

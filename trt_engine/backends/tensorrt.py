@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from trt_engine.backends.base import Backend, BackendInfo, nchw_f32_to_nhwc_u8, nhwc_u8_to_nchw_f32
-from trt_engine.backends.onnxrt import multiple_from_metadata
 from trt_engine.errors import BackendUnavailableError, EngineMismatchError, ModelLoadError
 from trt_engine.header import REBUILD_HINT, check_compatible, read_engine
+from trt_engine.meta import ModelMeta
 
 
 def import_cudart() -> Any:
@@ -301,17 +301,18 @@ class TensorRTBackend(Backend):
         self._run_slot: _Slot | None = None
         self._stream_slots: list[_Slot] = []
         self._run_slot = _Slot(self)
+        contract = ModelMeta.from_dict(meta)
         self.info = BackendInfo(
             backend="tensorrt",
             path=str(p),
             device=f"cuda:{index} (compute capability {cc})",
-            precision=str(meta.get("precision", "?")),
+            precision=contract.precision,
             io=io,
             batch=None if self.dynamic else int(n),
             height=None if self.dynamic else int(h),
             width=None if self.dynamic else int(w),
-            multiple=multiple_from_metadata(meta),
-            color=str(meta.get("color", "rgb")),
+            multiple=contract.multiple,
+            color=contract.color,
             providers=[f"{meta['builder']} {trt.__version__}"],
             metadata=meta,
             host_memory="pinned staging buffers, reused",
