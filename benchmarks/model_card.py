@@ -146,34 +146,8 @@ def teacher_windows(
 
 
 # ------------------------------------------------------------------------------------------------ rendering
-def _cell(value: float | None, fmt: str) -> str:
-    return "-" if value is None or not np.isfinite(value) else format(value, fmt)
-
-
-def _metric_table(
-    result: dict[str, Any], key: str, fmt: str, mean_key: str | None, mean_label: str = "mean (degraded)"
-) -> list[str]:
-    fams = result["families_scored"]
-    lines = [
-        "| method | " + " | ".join(fams) + (f" | {mean_label} |" if mean_key else " |"),
-        "|---|" + "---:|" * (len(fams) + (1 if mean_key else 0)),
-    ]
-    for name, s in result["scores"].items():
-        cells = [_cell(s["families"].get(f, {}).get(key), fmt) for f in fams]
-        if mean_key:
-            cells.append(_cell(s["overall"].get(mean_key), fmt))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def _num(value: float | None, fmt: str = ".0f") -> str:
     return "-" if value is None else format(value, fmt)
-
-
-def _verdict(entry: dict[str, Any] | None) -> str:
-    if entry is None:
-        return ""
-    return f"{'met' if entry['met'] else '**missed**'} ({entry['margin_db']:+.2f})"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -274,12 +248,12 @@ def render(result: dict[str, Any]) -> str:
     ]
     ident = result["scores"].get(ts.IDENTITY) or next(iter(result["scores"].values()))
     lines.append(
-        "| input | " + " | ".join(_cell(ident["families"][f]["psnr_in"], ".2f") for f in fams) + " |"
+        "| input | " + " | ".join(ts.cell(ident["families"][f]["psnr_in"], ".2f") for f in fams) + " |"
     )
-    lines += ["", "Mean PSNR gain (dB):", "", *_metric_table(result, "psnr_gain", "+.2f", "psnr_gain")]
+    lines += ["", "Mean PSNR gain (dB):", "", *ts.metric_table(result, "psnr_gain", "+.2f", "psnr_gain")]
     if "clean" in fams:
         clean = [
-            f"{n} {_cell(s['families']['clean']['psnr'], '.2f')}"
+            f"{n} {ts.cell(s['families']['clean']['psnr'], '.2f')}"
             + (" (capped: unchanged)" if s["families"]["clean"]["psnr"] >= ts.PSNR_CAP else "")
             for n, s in result["scores"].items()
         ]
@@ -289,42 +263,20 @@ def render(result: dict[str, Any]) -> str:
             + "; ".join(clean)
             + ".",
         ]
-    lines += ["", "Mean SSIM gain:", "", *_metric_table(result, "ssim_gain", "+.4f", "ssim_gain")]
+    lines += ["", "Mean SSIM gain:", "", *ts.metric_table(result, "ssim_gain", "+.4f", "ssim_gain")]
     lines += [
         "",
         "Worst frame, PSNR gain (dB):",
         "",
-        *_metric_table(result, "worst_gain", "+.2f", "worst_gain", "worst (degraded)"),
+        *ts.metric_table(result, "worst_gain", "+.2f", "worst_gain", "worst (degraded)"),
     ]
     lines += [
         "",
         "Share of frames made worse (PSNR gain < 0):",
         "",
-        *_metric_table(result, "share_worse", ".2f", "share_worse"),
+        *ts.metric_table(result, "share_worse", ".2f", "share_worse"),
     ]
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "Per student and family (margin in dB, gain minus threshold): "
-        + "; ".join(f"`{k}`: {v}" for k, v in ts.TARGET_LABELS.items())
-        + ".",
-    ]
-    for name, t in result.get("targets", {}).items():
-        lines += [
-            "",
-            f"**{name}**: {t['met']}/{t['total']} met.",
-            "",
-            "| family | PSNR gain | " + " | ".join(ts.TARGET_LABELS.values()) + " |",
-            "|---|---:|" + "---|" * len(ts.TARGET_LABELS),
-        ]
-        for f in fams:
-            entry = t["families"].get(f)
-            if entry is None:
-                continue
-            gain = result["scores"][name]["families"][f]["psnr_gain"]
-            cells = [_verdict(entry.get(k)) for k in ts.TARGET_LABELS]
-            lines.append(f"| {f} | {gain:+.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "## Targets", "", *ts.target_tables(result)]
     if result.get("kd_pairs"):
         lines += [
             "",
@@ -337,11 +289,11 @@ def render(result: dict[str, Any]) -> str:
             "|---|---|" + "---:|" * (len(fams) + 1),
         ]
         for p in result["kd_pairs"]:
-            cells = [_cell(p["delta"].get(f), "+.2f") for f in fams]
+            cells = [ts.cell(p["delta"].get(f), "+.2f") for f in fams]
             lines.append(
                 f"| {p['student']} | {p['ablation']} | "
                 + " | ".join(cells)
-                + f" | {_cell(p['mean'], '+.2f')} |"
+                + f" | {ts.cell(p['mean'], '+.2f')} |"
             )
     tw = result.get("teacher_windows")
     if tw:
@@ -357,13 +309,13 @@ def render(result: dict[str, Any]) -> str:
             "|---|" + "---:|" * len(tf),
         ]
         lines += [
-            f"| {n} | " + " | ".join(_cell(m.get(f, {}).get("psnr_gain"), "+.2f") for f in tf) + " |"
+            f"| {n} | " + " | ".join(ts.cell(m.get(f, {}).get("psnr_gain"), "+.2f") for f in tf) + " |"
             for n, m in tw.items()
         ]
         lines += ["", "PSNR (dB) against the teacher's output:", "", "| method | " + " | ".join(tf) + " |"]
         lines.append("|---|" + "---:|" * len(tf))
         lines += [
-            f"| {n} | " + " | ".join(_cell(m.get(f, {}).get("psnr_vs_teacher"), ".2f") for f in tf) + " |"
+            f"| {n} | " + " | ".join(ts.cell(m.get(f, {}).get("psnr_vs_teacher"), ".2f") for f in tf) + " |"
             for n, m in tw.items()
             if n != "teacher"
         ]

@@ -213,24 +213,6 @@ def _pool_count(folder: str | Path | None) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------------ rendering
-def _cell(value: Any, fmt: str) -> str:
-    return "–" if value is None or not np.isfinite(value) else format(value, fmt)
-
-
-def _table(split: dict[str, Any], key: str, fmt: str, mean_key: str | None, mean_label: str) -> list[str]:
-    fams = split["families_scored"]
-    lines = [
-        "| method | " + " | ".join(fams) + (f" | {mean_label} |" if mean_key else " |"),
-        "| --- |" + " ---: |" * (len(fams) + (1 if mean_key else 0)),
-    ]
-    for name, s in split["scores"].items():
-        cells = [_cell(s["families"].get(f, {}).get(key), fmt) for f in fams]
-        if mean_key:
-            cells.append(_cell(s["overall"].get(mean_key), fmt))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def _frames(n: int) -> str:
     return f"{n} frame" + ("" if n == 1 else "s")
 
@@ -286,15 +268,15 @@ def render(split: dict[str, Any] | None, why_not: str = "") -> list[str]:
         "",
         "Mean PSNR gain (dB):",
         "",
-        *_table(split, "psnr_gain", "+.2f", "psnr_gain", "mean (degraded)"),
+        *ts.metric_table(split, "psnr_gain", "+.2f", "psnr_gain", "mean (degraded)"),
         "",
         "Mean SSIM gain:",
         "",
-        *_table(split, "ssim_gain", "+.4f", "ssim_gain", "mean (degraded)"),
+        *ts.metric_table(split, "ssim_gain", "+.4f", "ssim_gain", "mean (degraded)"),
         "",
         "Worst frame, PSNR gain (dB):",
         "",
-        *_table(split, "worst_gain", "+.2f", "worst_gain", "worst (degraded)"),
+        *ts.metric_table(split, "worst_gain", "+.2f", "worst_gain", "worst (degraded)"),
         "",
         "Worst frame per family:",
         "",
@@ -311,32 +293,10 @@ def render(split: dict[str, Any] | None, why_not: str = "") -> list[str]:
         "",
         "Share of frames made worse (PSNR gain < 0):",
         "",
-        *_table(split, "share_worse", ".2f", "share_worse", "mean (degraded)"),
+        *ts.metric_table(split, "share_worse", ".2f", "share_worse", "mean (degraded)"),
         "",
-        "Targets per student (margin in dB, gain minus threshold): "
-        + "; ".join(f"`{k}`: {v}" for k, v in ts.TARGET_LABELS.items())
-        + ".",
+        *ts.target_tables(split),
     ]
-    for name, t in split.get("targets", {}).items():
-        lines += [
-            "",
-            f"**{name}**: {t['met']}/{t['total']} met.",
-            "",
-            "| family | PSNR gain | " + " | ".join(ts.TARGET_LABELS.values()) + " |",
-            "| --- | ---: |" + " --- |" * len(ts.TARGET_LABELS),
-        ]
-        for f in fams:
-            entry = t["families"].get(f)
-            if entry is None:
-                continue
-            cells = [
-                ""
-                if entry.get(k) is None
-                else f"{'met' if entry[k]['met'] else '**missed**'} ({entry[k]['margin_db']:+.2f})"
-                for k in ts.TARGET_LABELS
-            ]
-            gain = split["scores"][name]["families"][f]["psnr_gain"]
-            lines.append(f"| {f} | {gain:+.2f} | " + " | ".join(cells) + " |")
     lines += ["", f"Plot: `{PLOT_FILE}` (PSNR gain per degraded family and method).", ""]
     return lines
 

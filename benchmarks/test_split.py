@@ -548,3 +548,56 @@ TARGET_LABELS = {
     "beats_usm": "gain > unsharp mask tuned per family",
     "call_gain": f"gain >= {CALL_GAIN_DB:+.1f} dB (call families)",
 }
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def cell(value: Any, fmt: str) -> str:
+    """A table cell: ``value`` formatted, or ``-`` when missing or not finite."""
+    return "-" if value is None or not np.isfinite(value) else format(value, fmt)
+
+
+def metric_table(
+    result: dict[str, Any], key: str, fmt: str, mean_key: str | None, mean_label: str = "mean (degraded)"
+) -> list[str]:
+    """Markdown rows: one per method (``result["scores"]``), one column per scored family plus the mean."""
+    fams = result["families_scored"]
+    lines = [
+        "| method | " + " | ".join(fams) + (f" | {mean_label} |" if mean_key else " |"),
+        "|---|" + "---:|" * (len(fams) + (1 if mean_key else 0)),
+    ]
+    for name, s in result["scores"].items():
+        cells = [cell(s["families"].get(f, {}).get(key), fmt) for f in fams]
+        if mean_key:
+            cells.append(cell(s["overall"].get(mean_key), fmt))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_tables(result: dict[str, Any]) -> list[str]:
+    """Markdown: per student, every family's PSNR gain and each target met or missed (with its margin)."""
+    lines = [
+        "Per student and family (margin in dB, gain minus threshold): "
+        + "; ".join(f"`{k}`: {v}" for k, v in TARGET_LABELS.items())
+        + "."
+    ]
+    for name, t in result.get("targets", {}).items():
+        lines += [
+            "",
+            f"**{name}**: {t['met']}/{t['total']} met.",
+            "",
+            "| family | PSNR gain | " + " | ".join(TARGET_LABELS.values()) + " |",
+            "|---|---:|" + "---|" * len(TARGET_LABELS),
+        ]
+        for f in result["families_scored"]:
+            entry = t["families"].get(f)
+            if entry is None:
+                continue
+            gain = result["scores"][name]["families"][f]["psnr_gain"]
+            verdicts = [
+                ""
+                if entry.get(k) is None
+                else f"{'met' if entry[k]['met'] else '**missed**'} ({entry[k]['margin_db']:+.2f})"
+                for k in TARGET_LABELS
+            ]
+            lines.append(f"| {f} | {gain:+.2f} | " + " | ".join(verdicts) + " |")
+    return lines
