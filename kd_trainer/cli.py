@@ -170,9 +170,12 @@ def export_main(argv: list[str] | None = None) -> int:
             dynamic=args.dynamic,
             opset=args.opset,
         )
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (CheckpointError, ValueError) as exc:
         print(f"kd-export: error: {exc}", file=sys.stderr)
         return 1  # a runtime failure (usage errors exit 2, from argparse)
+    except OSError as exc:  # an unwritable output folder, a full disk
+        print(f"kd-export: error: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
     unit = "levels" if result.io == "uint8_nhwc" else "(float, [0,1] scale)"
     print(
         f"wrote {result.path} ({result.io}, "

@@ -655,6 +655,19 @@ def status_printer(stream: Any = None) -> Callable[[LiveStats], None] | None:
 
 
 # ------------------------------------------------------------------------------------------ model fitting
+def _size_free(node: Any, graph: Any) -> bool:
+    """Whether ``node`` computes the same thing at any frame size: the ops of :data:`_SIZE_FREE_OPS`, a Pad
+    by constant amounts (the reflect padding of a full-resolution filter) and a channel Concat."""
+    if node.op_type in _SIZE_FREE_OPS:
+        return True
+    if node.op_type == "Pad":
+        constants = {t.name for t in graph.initializer}
+        return len(node.input) >= 2 and node.input[1] in constants
+    if node.op_type == "Concat":
+        return any(a.name == "axis" and a.i == 1 for a in node.attribute)
+    return False
+
+
 def fit_onnx_to_frame(model: str | Path, height: int, width: int, out_dir: str | Path) -> Path | None:
     """A copy of a fixed-size ONNX model re-shaped for ``height x width`` frames, or None when not possible.
 
@@ -673,7 +686,7 @@ def fit_onnx_to_frame(model: str | Path, height: int, width: int, out_dir: str |
     except ImportError:  # not in the runtime-only install: the Sharpener pads instead
         return None
     proto = onnx.load(str(path))
-    if len(proto.graph.input) != 1 or any(n.op_type not in _SIZE_FREE_OPS for n in proto.graph.node):
+    if len(proto.graph.input) != 1 or not all(_size_free(n, proto.graph) for n in proto.graph.node):
         return None
     if any(a.name == "output_shape" for n in proto.graph.node for a in n.attribute):
         return None
