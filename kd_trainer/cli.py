@@ -19,9 +19,10 @@ except ModuleNotFoundError as _exc:  # the runtime-only install: say which extra
     sys.exit(f"error: {_exc}; the trainer needs the [train] extra: pip install 'image-sharpening-kd[train]'")
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
+    """Print one ``error:`` line; exit code 2 for usage/configuration errors, 1 for runtime failures."""
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 def list_models() -> str:
@@ -112,8 +113,10 @@ def train_main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config, args.overrides)
         out = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
-    except (ConfigError, DataError, CheckpointError, TeacherError, FileNotFoundError) as exc:
+    except ConfigError as exc:  # the config or the command line is wrong: usage
         return _fail(str(exc))
+    except (DataError, CheckpointError, TeacherError, FileNotFoundError) as exc:  # data or files: runtime
+        return _fail(str(exc), 1)
     except KeyboardInterrupt:
         print("\ninterrupted; continue with: kd-train --resume (same config and overrides)", file=sys.stderr)
         return 130

@@ -98,7 +98,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ConfigError(f"--resume: no checkpoint at {last_path}")
     ddp, device = distributed.setup(cfg.device)
     try:
-        return _train(cfg, resume, progress, ddp, device)
+        out = _train(cfg, resume, progress, ddp, device)
+        # every rank leaves together: a rank that tears its process group down while rank 0 still writes
+        # the last checkpoint makes gloo abort the process
+        distributed.barrier(ddp)
+        return out
     finally:
         distributed.cleanup(ddp)
 
