@@ -35,12 +35,13 @@ from kd_trainer.io import atomic_write_bytes
 
 def cpu_fps(onnx_path: Path, runs: int = 20) -> dict[str, float]:
     """End-to-end ``Sharpener.process`` speed of an exported ONNX on this CPU (BGR uint8 frame in and out),
-    at the model's own frame size (1920x1080 for the shipped students)."""
+    at the model's fixed frame size, or 1920x1080 for a dynamic-size model (the shipped students)."""
     from kd_trainer.export import read_onnx_metadata
     from trt_engine import Sharpener
 
     meta = read_onnx_metadata(onnx_path)
-    size = (int(meta.get("height", 1080)), int(meta.get("width", 1920)), 3)
+    fixed = str(meta.get("height", "")).isdigit() and str(meta.get("width", "")).isdigit()
+    size = (int(meta["height"]), int(meta["width"]), 3) if fixed else (1080, 1920, 3)
     frame = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
     with Sharpener(onnx_path) as sharpener:
         for _ in range(3):
@@ -377,6 +378,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     specs += [(*_spec(s, "--ablation"), "ablation") for s in args.ablation]
     students = {name: student_meta(path, role) for name, path, role in specs}
 
+    speed = {}
+    for spec in args.onnx:
+        name, path = _spec(spec, "--onnx")
+        t = time.perf_counter()
+        speed[name] = cpu_fps(path)
+        timing[f"speed {name}"] = time.perf_counter() - t
+        print(f"{name}: {speed[name]['fps']:.1f} fps on this CPU")
+
     dset = ts.degraded_set(frames, families, desc="degrading test frames")
     timing["degrade test frames"] = time.perf_counter() - t0
 
@@ -403,14 +412,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             f"{name}: mean PSNR gain {o.get('psnr_gain', float('nan')):+.3f} dB over degraded families, "
             f"clean {o.get('clean_gain', float('nan')):+.2f} dB ({timing[f'score {name}']:.0f} s)"
         )
-
-    speed = {}
-    for spec in args.onnx:
-        name, path = _spec(spec, "--onnx")
-        t = time.perf_counter()
-        speed[name] = cpu_fps(path)
-        timing[f"speed {name}"] = time.perf_counter() - t
-        print(f"{name}: {speed[name]['fps']:.1f} fps on this CPU")
 
     ordered = sorted(frames, key=lambda f: f[0])
     result: dict[str, Any] = {

@@ -138,3 +138,14 @@ def test_render_from_a_small_result() -> None:
     assert "**fast**: 4/6 met." in text
     assert "| 0 | a.png | 64x48 | pkg |" in text and "| call-540p | about call-540p | yes |" in text
     assert "## What the teacher term adds" not in text  # no ablation in this result
+
+
+def test_cpu_fps_measures_dynamic_models_at_1080p(tmp_path: Path) -> None:
+    from benchmarks.model_card import cpu_fps
+    from kd_trainer.export import export_onnx
+
+    path = export_onnx(
+        perturbed_student("runet-p"), tmp_path / "d.onnx", height=48, width=64, dynamic=True
+    ).path
+    speed = cpu_fps(path, runs=2)  # a dynamic-size export has no fixed frame: the card times 1920x1080
+    assert speed["frame"] == "1920x1080" and speed["fps"] > 0 and speed["p95_ms"] >= speed["median_ms"] > 0
