@@ -38,7 +38,9 @@ def test_any_config_mapping_is_accepted_or_refused_with_config_error(data: dict)
         assert str(exc)
     else:
         assert isinstance(cfg, TrainConfig)
-        assert all(math.isfinite(getattr(cfg, k)) for k in ("lr", "alpha", "beta", "weight_decay", "grad_clip"))
+        assert all(
+            math.isfinite(getattr(cfg, k)) for k in ("lr", "alpha", "beta", "weight_decay", "grad_clip")
+        )
 
 
 def _encoded(ext: str) -> bytes:
