@@ -16,8 +16,9 @@ README = f"# Project\n\nintro\n\n{BEGIN}\nold status, stale numbers 12.3\n{END}\
 def test_summary_takes_its_numbers_from_the_json() -> None:
     text = summary(small_result(), "card.json")
     assert "`card.json`" in text and "1 held-out test frames x 3 degradation families" in text
-    assert "| fast | 35.0 | +0.35 dB | +0.00 dB | 4/6 |" in text
-    assert "| call-540p | +0.30 | +0.80 |" in text and "| clean | -40.00 | +0.00 |" in text
+    assert "| fast | 35.0 | +0.35 dB | 100.0 dB (unchanged) | 4/6 |" in text
+    # clean frames are reported as the output's PSNR against the untouched frame (the unsharp mask: 100 - 40)
+    assert "| call-540p | +0.30 | +0.80 |" in text and "| clean | 60.0 dB | 100.0 dB (unchanged) |" in text
     missed = "call-540p +1 dB (-0.20 dB), jpeg no harm (-0.05 dB)"
     assert f"- **fast**: 4/6 targets met; missed (margin): {missed}." in text
     assert "CPU: test cpu, 2 cores" in text
