@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -15,29 +14,14 @@ from benchmarks import test_split as ts
 from benchmarks.cli import EXIT_OK
 from benchmarks.cli import main as bench_main
 from benchmarks.models import resolve
-from kd_trainer.io import write_image
 from kd_trainer.models.student import save_checkpoint
-from tests.helpers import perturbed_student
-
-
-def _frame(seed: int, h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 1.5)
-    img[:, w // 2 :] += 30
-    return np.clip(img, 0, 255).astype(np.uint8)
+from tests.helpers import make_pool, perturbed_student, soft_frame
 
 
 @pytest.fixture()
 def pool() -> Path:
     """A tiny photo pool (test/ and val/ plus a manifest) in the test's cache directory (KD_CACHE_DIR)."""
-    root = ts.pool_split_dir("test").parent
-    files = []
-    for i, (h, w) in enumerate([(96, 128), (128, 96), (96, 96)]):
-        write_image(root / "test" / f"t{i}.png", _frame(i, h, w))
-        files.append({"path": f"test/t{i}.png", "split": "test", "source": {"package": f"pkg{i}"}})
-    write_image(root / "val" / "v0.png", _frame(9, 112, 112))
-    (root / "manifest.json").write_text(json.dumps({"files": files}))
-    return root
+    return make_pool([(96, 128), (128, 96), (96, 96)], 112)
 
 
 def test_sharpen_bench_reports_the_model_cards_numbers(pool: Path, tmp_path: Path) -> None:
@@ -106,7 +90,7 @@ def test_onnx_students_run_at_the_frame_size_or_via_their_checkpoint(tmp_path: P
     assert runs["alone"].method is None and "not scored" in runs["alone"].how
     dyn = runs["anysize"]
     assert dyn.method is not None and "Sharpener" in dyn.how
-    frame = _frame(0, 40, 72)  # larger than the fixed export in width: runs at its own size
+    frame = soft_frame(0, 40, 72)  # larger than the fixed export in width: runs at its own size
     out = ts.pick(dyn.method, "jpeg")(frame)
     assert out.shape == frame.shape and out.dtype == np.uint8
     for close in dyn.closers:

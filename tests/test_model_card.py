@@ -5,37 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from benchmarks import test_split as ts
 from benchmarks.model_card import kd_pairs, main, render
-from kd_trainer.io import write_image
 from kd_trainer.models.student import save_checkpoint
-from tests.helpers import perturbed_student
+from tests.helpers import make_pool, perturbed_student
 
 FAMILIES = "soft-camera,jpeg,clean"
 
 
-def _frame(seed: int, h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 1.5)
-    img[:, w // 2 :] += 30
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture()
 def pool(tmp_path: Path) -> Path:
-    """A tiny photo pool (test/ and val/ plus a manifest) in the temporary cache directory."""
-    root = ts.pool_split_dir("test").parent
-    files = []
-    for i, (h, w) in enumerate([(48, 64), (64, 48), (40, 40)]):
-        write_image(root / "test" / f"t{i}.png", _frame(i, h, w))
-        files.append({"path": f"test/t{i}.png", "split": "test", "source": {"package": f"pkg{i}"}})
-    write_image(root / "val" / "v0.png", _frame(9, 96, 96))
-    (root / "manifest.json").write_text(json.dumps({"files": files}))
-    return root
+    """A tiny photo pool (test/ and val/ plus a manifest) in the test's cache directory (KD_CACHE_DIR)."""
+    return make_pool([(48, 64), (64, 48), (40, 40)], 96)
 
 
 def test_model_card_measures_every_method_on_the_test_split(pool: Path, tmp_path: Path) -> None:
