@@ -369,7 +369,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     families, skipped = ts.available_families(args.families.split(",") if args.families else None)
     frames = ts.load_test_frames(args.test_dir, args.frames or None)
-    sources = ts.frame_sources(args.test_dir)
     print(
         f"{len(frames)} test frames x {len(families)} families"
         + (f" (skipped: {skipped})" if skipped else "")
@@ -413,20 +412,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             f"clean {o.get('clean_gain', float('nan')):+.2f} dB ({timing[f'score {name}']:.0f} s)"
         )
 
-    ordered = sorted(frames, key=lambda f: f[0])
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_info("cpu"),
         "test_dir": str(args.test_dir or ts.pool_split_dir("test")),
-        "frames": [
-            {
-                "index": i,
-                "name": n,
-                "size": f"{img.shape[1]}x{img.shape[0]}",
-                "package": sources.get(n, {}).get("package"),
-            }
-            for i, (n, img) in enumerate(ordered)
-        ],
+        "frames": ts.frame_list(frames, args.test_dir),
         "families_scored": families,
         "families_skipped": skipped,
         "family_info": {

@@ -171,20 +171,10 @@ def measure(specs: Sequence[Any], cfg: SplitConfig, log: Log = print) -> dict[st
         for r in runs:
             for close in r.closers:
                 close()
-    sources = ts.frame_sources(cfg.test_dir)
-    ordered = sorted(frames, key=lambda f: f[0])
     students = [r.label for r in runs if r.method is not None]
     out.update(
         {
-            "frames": [
-                {
-                    "index": i,
-                    "name": n,
-                    "size": f"{img.shape[1]}x{img.shape[0]}",
-                    "package": sources.get(n, {}).get("package"),
-                }
-                for i, (n, img) in enumerate(ordered)
-            ],
+            "frames": ts.frame_list(frames, cfg.test_dir),
             "pool_frames": _pool_count(cfg.test_dir),
             "families_scored": families,
             "families_skipped": skipped,

@@ -153,6 +153,22 @@ def load_val_frames(
     return _load_split(folder, "val", max_frames)
 
 
+def frame_list(
+    frames: Sequence[tuple[str, np.ndarray]], folder: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """The scored frames as report rows: index (by name), name, size and source package (from the manifest)."""
+    sources = frame_sources(folder)
+    return [
+        {
+            "index": i,
+            "name": n,
+            "size": f"{img.shape[1]}x{img.shape[0]}",
+            "package": sources.get(n, {}).get("package"),
+        }
+        for i, (n, img) in enumerate(sorted(frames, key=lambda f: f[0]))
+    ]
+
+
 def frame_sources(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """File name -> ``{package, version, member, width, height}`` from the pool's ``manifest.json`` (beside
     the split folder); empty when there is no manifest (e.g. an explicit folder of frames)."""
