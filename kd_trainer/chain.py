@@ -400,45 +400,35 @@ class Family:
     realistic_call: bool = False  # a family the >= +1 dB call target applies to
 
 
-def _call_540p(rng: np.random.Generator) -> Chain:
+def _call(
+    rng: np.random.Generator, down: float, down_scaler: str, codec: str, bpp: tuple[float, float], up: str
+) -> Chain:
+    """A soft camera, a held-out down-scaler, an 8-frame panning clip at an average bitrate, an up-scaler."""
     return Chain(
         blur_sigma=float(rng.uniform(0.3, 0.8)),
-        down=2.0,
-        down_scaler="pil-lanczos",
-        codec="h264",
-        bitrate_bpp=float(rng.uniform(0.018, 0.03)),  # ~300-470 kbit/s at 960x540, 30 fps
-        preset="medium",
+        down=down,
+        down_scaler=down_scaler,
+        codec=codec,
+        bitrate_bpp=float(rng.uniform(*bpp)),
+        preset="medium" if codec == "h264" else Chain.preset,
         clip_frames=8,
         pan=float(rng.uniform(0.5, 2.0)),
-        up_scaler="pil-bicubic",
+        up_scaler=up,
     )
+
+
+def _call_540p(rng: np.random.Generator) -> Chain:
+    # ~300-470 kbit/s at 960x540, 30 fps
+    return _call(rng, 2.0, "pil-lanczos", "h264", (0.018, 0.03), "pil-bicubic")
 
 
 def _call_360p(rng: np.random.Generator) -> Chain:
-    return Chain(
-        blur_sigma=float(rng.uniform(0.3, 0.8)),
-        down=3.0,
-        down_scaler="pil-bilinear",
-        codec="h264",
-        bitrate_bpp=float(rng.uniform(0.03, 0.05)),  # ~200-350 kbit/s at 640x360, 30 fps
-        preset="medium",
-        clip_frames=8,
-        pan=float(rng.uniform(0.5, 2.0)),
-        up_scaler="pil-lanczos",
-    )
+    # ~200-350 kbit/s at 640x360, 30 fps
+    return _call(rng, 3.0, "pil-bilinear", "h264", (0.03, 0.05), "pil-lanczos")
 
 
 def _vp8_call(rng: np.random.Generator) -> Chain:
-    return Chain(
-        blur_sigma=float(rng.uniform(0.3, 0.8)),
-        down=2.0,
-        down_scaler="pil-lanczos",
-        codec="vp8",
-        bitrate_bpp=float(rng.uniform(0.03, 0.05)),
-        clip_frames=8,
-        pan=float(rng.uniform(0.5, 2.0)),
-        up_scaler="pil-bicubic",
-    )
+    return _call(rng, 2.0, "pil-lanczos", "vp8", (0.03, 0.05), "pil-bicubic")
 
 
 def _mixed(rng: np.random.Generator) -> Chain:
