@@ -63,3 +63,18 @@ def test_export_cli(tmp_path, capsys) -> None:
     (tmp_path / "bad.pt").write_bytes(b"junk")
     assert export_main([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "b.onnx")]) == 1
     assert "corrupt" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()
+
+
+def test_frame_context_student_exports_with_dynamic_size_and_matches_torch(tmp_path) -> None:
+    model = perturbed_student("runet-f3")
+    with torch.no_grad():  # a non-trivial context branch: per-frame scales away from 1
+        torch.nn.init.normal_(model.context.scale.weight, std=0.5)
+        torch.nn.init.normal_(model.bands.gain.weight, std=0.5)
+    result = export_onnx(model, tmp_path / "ctx.onnx", height=64, width=96, dynamic=True, name="runet-f3")
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    for h, w in ((64, 96), (120, 200)):  # the pooled statistics follow the frame size
+        x = np.random.default_rng(h).random((1, 3, h, w), dtype=np.float32)
+        (y,) = session.run(None, {"input": x})
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).clamp(0, 1).numpy()
+        assert np.abs(y - ref).max() < 1e-5

@@ -150,3 +150,27 @@ def test_crafted_student_shapes_are_refused_before_allocating(fields) -> None:
     with pytest.raises(ValueError):
         StudentConfig(**fields)
     assert time.perf_counter() - t0 < 0.1
+
+
+def test_frame_context_starts_as_identity_and_sees_the_whole_frame() -> None:
+    from kd_trainer.models.student import FrameContext
+
+    ctx = FrameContext(16, 8)
+    x = torch.rand(2, 16, 12, 20)
+    assert torch.equal(ctx(x), x)  # scales start at exactly 1
+    with torch.no_grad():
+        ctx.scale.bias.fill_(1.0)
+        ctx.scale.weight.normal_()
+    y = ctx(x)
+    assert not torch.allclose(y, x)
+    # one scale per channel and frame, from statistics of the whole frame: a change far away alters it
+    ratio = y[0] / x[0]
+    assert torch.allclose(ratio, ratio[:, :1, :1].expand_as(ratio), atol=1e-5)
+    x2 = x.clone()
+    x2[0, :, -1, -1] += 5.0
+    assert not torch.allclose(ctx(x2)[0, :, 0, 0], y[0, :, 0, 0])
+    cfg = StudentConfig(4, (16,), (1,), bands=1, context=8)
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    assert StudentConfig.from_dict({**cfg.to_dict(), "context": 0}).context == 0
+    with pytest.raises(ValueError, match="context"):
+        StudentConfig(4, (16,), (1,), context=-1)

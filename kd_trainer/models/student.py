@@ -45,6 +45,7 @@ class StudentConfig:
     )
     bands: int = 0  # full-resolution luma high-pass bands steered by per-pixel gains (0 = none)
     band_kernel: int = 5  # kernel size of the band filters
+    context: int = 0  # width of a whole-frame context branch that rescales the features (0 = none)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class StudentConfig:
             raise ValueError(f"bands must be in 0..8, got {self.bands}")
         if self.band_kernel < 3 or self.band_kernel % 2 == 0 or self.band_kernel > 9:
             raise ValueError(f"band_kernel must be an odd size in 3..9, got {self.band_kernel}")
+        if not 0 <= self.context <= MAX_WIDTH:
+            raise ValueError(f"context must be in 0..{MAX_WIDTH}, got {self.context}")
 
     @property
     def multiple(self) -> int:
@@ -82,6 +85,7 @@ class StudentConfig:
             "detail": self.detail,
             "bands": self.bands,
             "band_kernel": self.band_kernel,
+            "context": self.context,
         }
 
     @classmethod
@@ -93,6 +97,7 @@ class StudentConfig:
             "detail",
             "bands",
             "band_kernel",
+            "context",
             "description",
         }
         if unknown:
@@ -104,6 +109,7 @@ class StudentConfig:
             detail=int(data.get("detail", 0)),
             bands=int(data.get("bands", 0)),
             band_kernel=int(data.get("band_kernel", 5)),
+            context=int(data.get("context", 0)),
         )
 
 
@@ -121,6 +127,14 @@ STUDENTS: dict[str, StudentConfig] = {
         (1,),
         bands=1,
         description="fast v2 for CPUs: runet-f's single level plus a gain-steered full-resolution band",
+    ),
+    "runet-f3": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        context=16,
+        description="fast v3: runet-f2 plus a whole-frame context branch (degradation-aware gains)",
     ),
     "runet-m2": StudentConfig(
         2,
@@ -264,6 +278,26 @@ class GainBands(nn.Module):
         return w
 
 
+class FrameContext(nn.Module):
+    """Whole-frame context: features are rescaled per channel by statistics pooled over the entire frame.
+
+    ``x * 2 * sigmoid(W2 @ mean(relu(W1 @ x)))``, squeeze-and-excitation style. The pooled statistics tell the
+    student what kind of damage the *frame* has (noise, blocking, softness, or none), which a small receptive
+    field cannot see; the scales start at exactly 1 (``W2`` is zero), so a fresh student is unchanged.
+    """
+
+    def __init__(self, features: int, width: int) -> None:
+        super().__init__()
+        self.probe = nn.Conv2d(features, width, 1)
+        self.scale = nn.Conv2d(width, features, 1)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.scale.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = F.relu(self.probe(x)).mean(dim=(2, 3), keepdim=True)
+        return x * (2.0 * torch.sigmoid(self.scale(stats)))
+
+
 class ResidualUNet(nn.Module):
     """The student network; see the module docstring."""
 
@@ -280,6 +314,7 @@ class ResidualUNet(nn.Module):
         self.decoders = nn.ModuleList(
             nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
         )
+        self.context = FrameContext(w[0], config.context) if config.context else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
         tail_in = w[0] + (u * u if config.bands else 0)
         if self.bands is not None:  # the tail places the band channels at full resolution
@@ -317,6 +352,8 @@ class ResidualUNet(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
         features = self.body(self.stem(x))
+        if self.context is not None:
+            features = self.context(features)
         if self.bands is not None:
             features = torch.cat([features, self.bands(x, features)], dim=1)
         out = self.tail(features)
