@@ -281,9 +281,11 @@ class GainBands(nn.Module):
 class FrameContext(nn.Module):
     """Whole-frame context: features are rescaled per channel by statistics pooled over the entire frame.
 
-    ``x * 2 * sigmoid(W2 @ mean(relu(W1 @ x)))``, squeeze-and-excitation style. The pooled statistics tell the
-    student what kind of damage the *frame* has (noise, blocking, softness, or none), which a small receptive
-    field cannot see; the scales start at exactly 1 (``W2`` is zero), so a fresh student is unchanged.
+    ``x * (1 + W2 @ mean(relu(W1 @ x)))``, squeeze-and-excitation style but without a sigmoid. The pooled
+    statistics tell the student what kind of damage the *frame* has (noise, blocking, softness, or none), which
+    a small receptive field cannot see. ``W2`` starts at zero, so a fresh student is unchanged. (A first version
+    used ``2 * sigmoid``: in three of four CPU runs it drove the scales to 0, where the sigmoid's gradient
+    vanishes, and the student stayed the identity for good; a linear scale keeps its gradient at 0.)
     """
 
     def __init__(self, features: int, width: int) -> None:
@@ -295,7 +297,7 @@ class FrameContext(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = F.relu(self.probe(x)).mean(dim=(2, 3), keepdim=True)
-        return x * (2.0 * torch.sigmoid(self.scale(stats)))
+        return x * (1.0 + self.scale(stats))
 
 
 class ResidualUNet(nn.Module):
