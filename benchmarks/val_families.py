@@ -1,0 +1,91 @@
+"""Score student checkpoints on the **val** split with every test family: for design and checkpoint selection.
+
+The test split must never steer a choice, so comparisons between recipes or architectures are made here: the
+pool's ``val/`` frames (``kd-data photos``), degraded by the same :data:`kd_trainer.chain.TEST_FAMILIES`, scored
+by the same :func:`benchmarks.test_split.score` as the model card. Prints one line per student (mean PSNR gain
+per family and over the degraded families) and, with ``--json``, writes the full scores.
+
+    python -m benchmarks.val_families fast=kd_trainer/assets/students/fast.pt mine=runs/mine/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import test_split as ts
+from benchmarks.frames import BenchInputError
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """``NAME=CHECKPOINT`` (or a bare checkpoint path, named after its folder) -> (name, path)."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        name, path = Path(spec).parent.name or Path(spec).stem, spec
+    if not name or not path:
+        raise BenchInputError(f"expected NAME=CHECKPOINT, got {spec!r}")
+    return name, Path(path)
+
+
+def score_students(
+    specs: list[tuple[str, Path]],
+    val_dir: str | Path | None = None,
+    families: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``{name: test_split.score(...)}`` for each (name, checkpoint) on the degraded val frames."""
+    from kd_trainer.evaluate import torch_restorer
+    from kd_trainer.models.student import load_student
+
+    models = {name: load_student(path)[0] for name, path in specs}  # fail on a bad file before any work
+    frames = ts.load_val_frames(val_dir, None)
+    names, _skipped = ts.available_families(families)
+    dset = ts.degraded_set(frames, names, progress=progress, desc="degrading val frames")
+    baseline = ts.input_metrics(dset, progress=progress)
+    return {
+        name: ts.score(torch_restorer(model), dset, baseline, progress=progress, desc=f"scoring {name}")
+        for name, model in models.items()
+    }
+
+
+def summary_line(name: str, result: dict[str, Any]) -> str:
+    """``name: family +0.12 ... | mean (degraded) +0.05``."""
+    fams = result["families"]
+    gains = [f"{f} {v['psnr_gain']:+.3f}" for f, v in fams.items() if f != "clean"]
+    degraded = [v["psnr_gain"] for f, v in fams.items() if f != "clean"]
+    clean = f" | clean {100 + fams['clean']['psnr_gain']:.1f} dB vs input" if "clean" in fams else ""
+    mean = f"{np.mean(degraded):+.3f}" if degraded else "n/a"
+    return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.val_families", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("students", nargs="+", metavar="NAME=CHECKPOINT", help="student checkpoints (.pt)")
+    ap.add_argument("--val-dir", default=None, help="val frames (default: the photo pool's val/ split)")
+    ap.add_argument("--families", default="", help="comma-separated test families (default: all)")
+    ap.add_argument("--json", default="", help="also write the full scores here")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        specs = [parse_spec(s) for s in args.students]
+        families = [f for f in args.families.split(",") if f] or None
+        results = score_students(specs, args.val_dir, families, progress=not args.no_progress)
+    except (BenchInputError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, result in results.items():
+        print(summary_line(name, result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

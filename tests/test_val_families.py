@@ -1,0 +1,54 @@
+"""benchmarks.val_families: the test families scored on the val split (for selection), never on test frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import test_split as ts
+from benchmarks import val_families as vf
+from kd_trainer.evaluate import torch_restorer
+from kd_trainer.models.student import build_student, save_checkpoint
+from tests.helpers import make_pool, perturbed_student
+
+FAMILIES = ["soft-camera", "noise", "clean"]
+
+
+def test_scores_val_frames_with_the_model_cards_scorer(tmp_path: Path, capsys) -> None:
+    make_pool([(64, 64)], 96)
+    changed = perturbed_student("runet-p")
+    ckpts = {
+        "fresh": save_checkpoint(tmp_path / "fresh.pt", build_student("runet-p"), name="runet-p"),
+        "changed": save_checkpoint(tmp_path / "changed.pt", changed, name="runet-p"),
+    }
+    out = tmp_path / "val.json"
+    argv = [f"{n}={p}" for n, p in ckpts.items()] + ["--families", ",".join(FAMILIES), "--json", str(out)]
+    assert vf.main([*argv, "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fresh", "changed"]
+    results = json.loads(out.read_text())
+    # a fresh student is the identity: no gain anywhere, the clean frame untouched
+    assert all(v["psnr_gain"] == 0.0 for v in results["fresh"]["families"].values())
+    # the same numbers as scoring the val frames directly with the shared scorer
+    dset = ts.degraded_set(ts.load_val_frames(None, None), FAMILIES, progress=False)
+    direct = ts.score(torch_restorer(changed), dset, progress=False)
+    for family in FAMILIES:
+        got = results["changed"]["families"][family]["psnr_gain"]
+        assert got == pytest.approx(direct["families"][family]["psnr_gain"], abs=1e-9)
+    assert (
+        results["changed"]["families"]["clean"]["psnr_gain"] < 0
+    )  # a perturbed student changes clean frames
+    assert np.isfinite(results["changed"]["families"]["noise"]["psnr_gain"])
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    make_pool([(64, 64)], 96)
+    assert vf.main([f"x={tmp_path / 'missing.pt'}", "--no-progress"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    ckpt = save_checkpoint(tmp_path / "s.pt", build_student("runet-p"), name="runet-p")
+    assert vf.main([f"s={ckpt}", "--families", "nope", "--no-progress"]) == 2
+    assert "unknown test families" in capsys.readouterr().err
+    assert vf.parse_spec(str(ckpt)) == (tmp_path.name, ckpt)
