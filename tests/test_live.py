@@ -56,6 +56,12 @@ def sharpness(img: np.ndarray) -> float:
     return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
 
+def _default_sigint() -> None:
+    # A test runner started in the background (nohup, `cmd &` in a script) passes SIGINT on as ignored, and
+    # Python then installs no KeyboardInterrupt handler: restore the default so Ctrl-C tests mean something.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
@@ -64,6 +70,7 @@ def run_cli(*args: str, **kw) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_default_sigint,
         **kw,
     )
 
