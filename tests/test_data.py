@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
+from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, spread, validation_frames
 from kd_trainer.io import ImageReadError, read_image, write_image
 from kd_trainer.losses import DistillLoss, edge_l1, fft_l1, neg_psnr
 
@@ -87,6 +87,14 @@ def test_validation_frames_cover_every_preset(photo_dirs) -> None:
     assert [f.preset for f in frames] == ["gauss1.5", "clean"]
     assert frames[0].inp.shape == frames[0].gt.shape == (96, 160, 3)
     assert np.array_equal(frames[1].inp, frames[1].gt)
+
+
+def test_spread_picks_evenly_over_all_sources() -> None:
+    names = [f"{src}-{i}" for src in "abcd" for i in range(3)]  # 4 sources of 3 photos, sorted by name
+    assert spread(names, 4) == ["a-0", "b-0", "c-0", "d-0"]
+    assert spread(names, 100) == names
+    assert spread(names, 1) == ["a-0"]
+    assert len(set(spread(names, 7))) == 7
 
 
 def test_loss_terms_are_reported_separately() -> None:

@@ -283,8 +283,11 @@ def test_fetch_rebuild_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "src"], "staging folder left behind"
 
     monkeypatch.setattr(fetch, "debian_sources", lambda work: (list(sources), []))
+    monkeypatch.setattr(fetch, "SCREEN_COUNT", 3)
     assert fetch.fetch_photo_pool(pool, faces=False) == pool
     assert verify_photo_pool(pool) == []
     names = {p.name for p in (pool / "train").iterdir()}
     assert "img0.png" in names and "skimage-astronaut.png" in names
+    assert {"screen-00-document.png", "screen-01-code.png"} <= names  # seed % 8 != 2: train
+    assert read_image(pool / "val/screen-02-dashboard.png").shape == (1080, 1920, 3)  # seed 2: val, 1080p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "src"]
