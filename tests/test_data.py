@@ -194,3 +194,23 @@ def test_teacher_gate_keeps_only_outputs_better_than_the_input(photo_dirs) -> No
     better = [float(np.abs(bank.sample(i).inp.astype(int) - bank.sample(i).gt).mean() > 0) for i in range(12)]
     assert flags == [0.0 if i % 2 == 0 else better[i] for i in range(12)]
     assert sum(flags) >= 2
+
+
+def test_evaluate_scores_a_chain_that_drew_the_clean_pipeline_by_its_other_frames() -> None:
+    from kd_trainer.data import ValFrame
+    from kd_trainer.evaluate import evaluate, format_table
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    noisy = np.clip(gt.astype(int) + rng.integers(-8, 9, gt.shape), 0, 255).astype(np.uint8)
+    frames = [
+        ValFrame("a", "chain", noisy, gt),
+        ValFrame("b", "chain", gt, gt),
+        ValFrame("a", "clean", gt, gt),
+    ]
+    halfway = lambda rgb: ((rgb.astype(np.uint16) + gt) // 2).astype(np.uint8)  # noqa: E731
+    metrics = evaluate(halfway, frames)
+    assert math.isinf(metrics["chain"]["psnr_in"])  # the clean draw makes the mean input PSNR infinite ...
+    assert metrics["chain"]["psnr_gain"] > 3  # ... but the gain is measured on the degraded frame
+    assert metrics["score"]["psnr_gain"] == metrics["chain"]["psnr_gain"]
+    assert "-" not in format_table(metrics).splitlines()[1].split()[3]
