@@ -56,6 +56,7 @@ from kd_trainer.plan import (
     teacher_todo,
     time_call,
 )
+from kd_trainer.runlock import run_lock
 
 LOG_FIELDS = ["step", "epoch", "lr", "loss", "l1_gt", "l1_teacher", "fft", "edge", "neg_psnr", "seconds"]
 
@@ -97,8 +98,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if resume and not last_path.exists():
         raise ConfigError(f"--resume: no checkpoint at {last_path}")
     ddp, device = distributed.setup(cfg.device)
+    # rank 0 alone writes the run folder, so it alone holds the lock against a second process
+    lock = run_lock(run_dir) if ddp.is_main else contextlib.nullcontext()
     try:
-        out = _train(cfg, resume, progress, ddp, device)
+        with lock:
+            out = _train(cfg, resume, progress, ddp, device)
         # every rank leaves together: a rank that tears its process group down while rank 0 still writes
         # the last checkpoint makes gloo abort the process
         distributed.barrier(ddp)
@@ -183,6 +187,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         if main:
             _truncate_log(run_dir / "log.csv", state["step"])
         say(f"resuming {run_dir} at step {state['step']}/{total_steps}")
+        if saved.get("epochs", cfg.epochs) != cfg.epochs:  # allowed: extends (or shortens) the same run
+            say(
+                f"epochs {saved['epochs']} -> {cfg.epochs}: the same batches continue; the learning-rate "
+                f"schedule is recomputed over {total_steps} steps from here"
+            )
     net = model  # what the loop calls: the model itself, or its DDP wrapper (gradients averaged over ranks)
     if ddp.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)

@@ -77,3 +77,58 @@ def test_grad_clip_minus_one_is_refused_by_the_cli_with_exit_2(capsys):
     assert train_main(["teacher=none", "beta=0", "grad_clip=-1"]) == 2
     err = capsys.readouterr().err
     assert "grad_clip" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs POSIX advisory locks")
+def test_a_second_process_on_the_same_run_folder_is_refused(photo_dirs, tmp_path, capsys):
+    """While one kd-train holds runs/NAME, a second one (e.g. a --resume) stops with the holder's pid and
+    leaves the run untouched; once the holder is gone, the resume goes ahead (and may extend the epochs)."""
+    import subprocess
+    import sys
+
+    train, val = photo_dirs
+    args = [
+        f"train_dir={train}",
+        f"val_dir={val}",
+        f"out_dir={tmp_path}",
+        "name=run",
+        "model=runet-p",
+        "crop=32",
+        "batch_size=4",
+        "samples_per_epoch=8",
+        "epochs=1",
+        "warmup_steps=1",
+        "val_presets=clean",
+        "val_frames=1",
+        "val_crop=32",
+        "teacher=none",
+        "beta=0",
+        "threads=1",
+        "--no-progress",
+    ]
+    assert train_main([*args, "max_steps=1"]) == 0
+    run = tmp_path / "run"
+    last = (run / "last.pt").read_bytes()
+    holder = subprocess.Popen(  # another process holding the run's lock, as a running kd-train does
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
+            "fh.truncate(0); fh.write(str(os.getpid())); fh.flush(); print('locked', flush=True); time.sleep(60)",
+            str(run / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert train_main(["--resume", str(run), "--no-progress"]) == 2
+        assert f"in use by another kd-train process (pid {holder.pid})" in capsys.readouterr().err
+        assert (run / "last.pt").read_bytes() == last
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train_main(["--resume", str(run), "epochs=2", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "epochs 1 -> 2" in out.out + out.err
