@@ -100,6 +100,7 @@ def test_torchrun_two_ranks_train_one_model_rank0_writes_and_resume(photo_dirs, 
     assert "paused at step 9/12" in out
     # rank 0 alone wrote: these files, one log row per step, one validation line per epoch
     assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",  # rank 0's run lock (kd_trainer.runlock)
         "best.pt",
         "curves.png",
         "last.pt",
@@ -120,6 +121,7 @@ def test_torchrun_two_ranks_train_one_model_rank0_writes_and_resume(photo_dirs, 
     assert summary["ranks"] == 2 and summary["rank_weight_spread"] == 0.0
     assert read_checkpoint(run / "student.pt")["train"]["total_steps"] == 12
     assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",  # rank 0's run lock (kd_trainer.runlock)
         "best.pt",
         "curves.png",
         "last.pt",

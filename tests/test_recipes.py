@@ -78,3 +78,24 @@ def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert [line.split()[0] for line in run.stdout.splitlines()] == ["fast", "quality"]
+
+
+#: Keys that only say where or how fast a run went, not what it trained.
+RUN_ONLY_KEYS = {"name", "out_dir", "threads", "workers", "device", "max_steps", "checkpoint_every"}
+
+
+@pytest.mark.parametrize("name", ["fast", "quality"])
+def test_shipped_students_were_trained_by_their_packaged_recipe(name: str) -> None:
+    """``kd-train --config NAME`` reproduces the shipped student: the checkpoint's saved training config is the
+    recipe's, key by key (a retrained student shipped without updating its recipe fails here)."""
+    from kd_trainer.models.student import read_checkpoint
+    from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+
+    saved = read_checkpoint(SHIPPED_STUDENTS_DIR / f"{name}.pt")["train_config"]
+    recipe = load_config(name)
+    differs = {
+        key: (value, getattr(recipe, key))
+        for key, value in saved.items()
+        if key not in RUN_ONLY_KEYS and value != getattr(recipe, key)
+    }
+    assert not differs, f"shipped {name}.pt vs kd_trainer/configs/{name}.yaml (saved, recipe): {differs}"

@@ -8,13 +8,13 @@ from kd_trainer.cli import train_main
 from kd_trainer.config import ConfigError, make_config
 
 
-def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, tmp_path, capsys):
+def _tiny_run_args(photo_dirs, out_dir) -> list[str]:
+    """kd-train arguments for a one-epoch, two-step run named ``run`` in ``out_dir``."""
     train, val = photo_dirs
-    first = tmp_path / "first"
-    args = [
+    return [
         f"train_dir={train}",
         f"val_dir={val}",
-        f"out_dir={first}",
+        f"out_dir={out_dir}",
         "name=run",
         "model=runet-p",
         "crop=32",
@@ -30,6 +30,11 @@ def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, t
         "threads=1",
         "--no-progress",
     ]
+
+
+def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, tmp_path, capsys):
+    first = tmp_path / "first"
+    args = _tiny_run_args(photo_dirs, first)
     assert train_main([*args, "max_steps=1"]) == 0
     moved = tmp_path / "elsewhere" / "renamed"
     moved.parent.mkdir()
@@ -86,26 +91,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused(photo_dirs, tmp_path
     import subprocess
     import sys
 
-    train, val = photo_dirs
-    args = [
-        f"train_dir={train}",
-        f"val_dir={val}",
-        f"out_dir={tmp_path}",
-        "name=run",
-        "model=runet-p",
-        "crop=32",
-        "batch_size=4",
-        "samples_per_epoch=8",
-        "epochs=1",
-        "warmup_steps=1",
-        "val_presets=clean",
-        "val_frames=1",
-        "val_crop=32",
-        "teacher=none",
-        "beta=0",
-        "threads=1",
-        "--no-progress",
-    ]
+    args = _tiny_run_args(photo_dirs, tmp_path)
     assert train_main([*args, "max_steps=1"]) == 0
     run = tmp_path / "run"
     last = (run / "last.pt").read_bytes()
