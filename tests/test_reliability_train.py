@@ -1,5 +1,6 @@
 """kd-train --resume RUN_DIR continues the run in RUN_DIR (even moved); out-of-range config values are refused."""
 
+import importlib.util
 import shutil
 
 import pytest
@@ -84,7 +85,7 @@ def test_grad_clip_minus_one_is_refused_by_the_cli_with_exit_2(capsys):
     assert "grad_clip" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs POSIX advisory locks")
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="needs POSIX advisory locks (fcntl)")
 def test_a_second_process_on_the_same_run_folder_is_refused(photo_dirs, tmp_path, capsys):
     """While one kd-train holds runs/NAME, a second one (e.g. a --resume) stops with the holder's pid and
     leaves the run untouched; once the holder is gone, the resume goes ahead (and may extend the epochs)."""
