@@ -10,6 +10,7 @@ from kd_trainer.cli import export_main
 from kd_trainer.export import export_onnx, read_onnx_metadata
 from kd_trainer.models.student import save_checkpoint
 from tests.helpers import perturbed_student
+from trt_engine import Sharpener
 
 
 def test_float_export_static_shape_metadata_and_parity(tmp_path) -> None:
@@ -78,3 +79,21 @@ def test_frame_context_student_exports_with_dynamic_size_and_matches_torch(tmp_p
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).clamp(0, 1).numpy()
         assert np.abs(y - ref).max() < 1e-5
+
+
+def test_high_pass_student_exports_with_dynamic_size_and_matches_torch(tmp_path) -> None:
+    model = perturbed_student("runet-m3")  # AveragePool + Resize remove the residual's local mean
+    result = export_onnx(model, tmp_path / "hp.onnx", height=64, width=96, dynamic=True, name="runet-m3")
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    for h, w in ((64, 96), (120, 200)):  # any multiple of 8
+        x = np.random.default_rng(w).random((1, 3, h, w), dtype=np.float32)
+        (y,) = session.run(None, {"input": x})
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).clamp(0, 1).numpy()
+        assert np.abs(y - ref).max() < 1e-5
+    frame = np.random.default_rng(0).integers(0, 256, (61, 203, 3), dtype=np.uint8)  # the SDK pads the rest
+    with torch.no_grad():
+        ref = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255).clamp(0, 1)
+    expected = (ref[0].permute(1, 2, 0).numpy() * 255).round()
+    out = Sharpener(result.path, color="rgb").process(frame)
+    assert out.shape == frame.shape and np.abs(out.astype(np.float32) - expected).max() <= 1

@@ -174,3 +174,31 @@ def test_frame_context_starts_as_identity_and_sees_the_whole_frame() -> None:
     assert StudentConfig.from_dict({**cfg.to_dict(), "context": 0}).context == 0
     with pytest.raises(ValueError, match="context"):
         StudentConfig(4, (16,), (1,), context=-1)
+
+
+def test_lowcut_residual_is_high_pass_by_construction() -> None:
+    model = perturbed_student("runet-m3")
+    with torch.no_grad():  # a residual that wants to brighten the whole frame
+        model.tail.bias.fill_(0.2)
+        x = torch.rand(1, 3, 61, 83) * 0.5
+        residual = model(x) - x
+        flat = torch.full((1, 3, 64, 96), 0.4)
+        assert abs((model(flat) - flat).mean()) < 1e-6  # a flat frame keeps its brightness
+    # no shift of broad brightness: block means of the residual stay near zero, though the bias is 0.2
+    block_means = torch.nn.functional.avg_pool2d(residual[:, :, :56, :80], 8)
+    assert block_means.abs().mean() < 0.01 < residual.abs().mean()
+    plain = perturbed_student("runet-m2")
+    with torch.no_grad():
+        plain.tail.bias.fill_(0.2)
+        shifted = torch.nn.functional.avg_pool2d((plain(x) - x)[:, :, :56, :80], 8)
+    assert shifted.abs().mean() > 0.1  # the same network without lowcut does shift it
+
+
+def test_lowcut_config_is_validated_and_sets_the_padding_multiple() -> None:
+    cfg = StudentConfig(4, (16,), (1,), bands=1, lowcut=8)
+    assert cfg.multiple == 8 and StudentConfig(4, (16,), (1,)).multiple == 4
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    assert StudentConfig.from_dict({**cfg.to_dict(), "lowcut": 0}).lowcut == 0
+    for bad in (-1, 3, 64):
+        with pytest.raises(ValueError, match="lowcut"):
+            StudentConfig(4, (16,), (1,), lowcut=bad)

@@ -6,7 +6,9 @@ ONNX), runs a small UNet at low resolution and ends with the matching depth-to-s
 convolution). Stem, downsampling and tail are linear; activations live inside residual branches.
 Students with a coarse stem add an optional full-resolution linear "detail" convolution (3 -> 3 channels),
 which learns an unsharp-mask-like filter that the low-resolution path cannot express per pixel; both the
-tail and the detail conv start at zero, so a fresh student is the identity.
+tail and the detail conv start at zero, so a fresh student is the identity. A student with ``lowcut`` removes
+the local mean from its residual, so its output differs from the input only in detail, never in broad
+brightness or colour.
 Inputs of any size are reflect-padded to the network's multiple and cropped back.
 
 A student with one width is a plain residual network at 1/stem resolution (no UNet levels): on a 2-core CPU
@@ -46,6 +48,7 @@ class StudentConfig:
     bands: int = 0  # full-resolution luma high-pass bands steered by per-pixel gains (0 = none)
     band_kernel: int = 5  # kernel size of the band filters
     context: int = 0  # width of a whole-frame context branch that rescales the features (0 = none)
+    lowcut: int = 0  # block size of the local mean removed from the residual (0 = none): high-pass output
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -71,11 +74,13 @@ class StudentConfig:
             raise ValueError(f"band_kernel must be an odd size in 3..9, got {self.band_kernel}")
         if not 0 <= self.context <= MAX_WIDTH:
             raise ValueError(f"context must be in 0..{MAX_WIDTH}, got {self.context}")
+        if self.lowcut not in (0, 2, 4, 8, 16, 32):
+            raise ValueError(f"lowcut must be 0 or a power of two in 2..32, got {self.lowcut}")
 
     @property
     def multiple(self) -> int:
         """Height and width are padded to a multiple of this."""
-        return self.unshuffle * 2 ** (len(self.widths) - 1)
+        return math.lcm(self.unshuffle * 2 ** (len(self.widths) - 1), self.lowcut or 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +91,7 @@ class StudentConfig:
             "bands": self.bands,
             "band_kernel": self.band_kernel,
             "context": self.context,
+            "lowcut": self.lowcut,
         }
 
     @classmethod
@@ -98,6 +104,7 @@ class StudentConfig:
             "bands",
             "band_kernel",
             "context",
+            "lowcut",
             "description",
         }
         if unknown:
@@ -110,6 +117,7 @@ class StudentConfig:
             bands=int(data.get("bands", 0)),
             band_kernel=int(data.get("band_kernel", 5)),
             context=int(data.get("context", 0)),
+            lowcut=int(data.get("lowcut", 0)),
         )
 
 
@@ -142,6 +150,22 @@ STUDENTS: dict[str, StudentConfig] = {
         (1, 2, 2),
         bands=2,
         description="quality v2: runet-m plus two gain-steered full-resolution bands (<= 40 GMAC)",
+    ),
+    "runet-m3": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        lowcut=8,
+        description="quality v3: runet-m2 with a high-pass residual (no brightness shifts wider than ~16 px)",
+    ),
+    "runet-f4": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        lowcut=8,
+        description="fast v4: runet-f2 with a high-pass residual (no brightness shifts wider than ~16 px)",
     ),
     "runet-f": StudentConfig(
         4, (16,), (2,), description="fast student for CPUs: one level, no UNet (>= 30 fps on 2 cores)"
@@ -300,6 +324,17 @@ class FrameContext(nn.Module):
         return x * (1.0 + self.scale(stats))
 
 
+def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
+    """``residual`` minus its local mean: block averages, bilinearly up-sampled (AveragePool + Resize in ONNX).
+
+    What is left is high-pass by construction: a student with it can sharpen, smooth and deblock, but cannot
+    shift brightness or colour over areas wider than about ``2 * block`` pixels (the failure of an earlier
+    ``quality`` on smooth, saturated photos and text scans). Height and width must be multiples of ``block``.
+    """
+    local_mean = F.avg_pool2d(residual, block)
+    return residual - F.interpolate(local_mean, scale_factor=block, mode="bilinear", align_corners=False)
+
+
 class ResidualUNet(nn.Module):
     """The student network; see the module docstring."""
 
@@ -359,7 +394,9 @@ class ResidualUNet(nn.Module):
         if self.bands is not None:
             features = torch.cat([features, self.bands(x, features)], dim=1)
         out = self.tail(features)
-        return out + self.detail(x) if self.detail is not None else out
+        if self.detail is not None:
+            out = out + self.detail(x)
+        return remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, height, width = x.shape
