@@ -232,6 +232,34 @@ def test_loop_error_is_raised_after_sinks_close() -> None:
     assert closed == [True]
 
 
+def test_sinks_close_only_after_the_frame_being_sent() -> None:
+    """A stop while a sink is mid-send (longer than the thread joins wait) must not close it under the send."""
+    events: list[str] = []
+
+    class SlowSink:
+        name = "slow"
+
+        def send(self, frame):
+            events.append("send")
+            time.sleep(1.0)
+            events.append("sent")
+
+        def close(self):
+            events.append("close")
+
+    source = live.ArraySource([_picture(64, 32)], fps=100, seconds=5.0)
+
+    def ctrl_c(stats: live.LiveStats) -> None:  # the status callback runs on the main thread, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    loop = live.LiveLoop(source, lambda f: f, [SlowSink()])
+    loop.join_timeout = 0.01  # the joins give up at once, as a loaded machine's 5 s can
+    stats = loop.run(status=ctrl_c, status_every=0.2)
+    assert stats.stopped_by == "Ctrl-C"
+    assert events.count("close") == 1 and events[-1] == "close", events
+    assert events[-2] == "sent", events
+
+
 @needs_fast
 def test_fixed_model_reshaped_to_the_camera_is_the_same_network(tmp_path: Path) -> None:
     from kd_trainer.export import export_checkpoint

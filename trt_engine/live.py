@@ -498,7 +498,11 @@ class LiveLoop:
     was not dropped as stale. :meth:`run` blocks until the source ends, ``duration`` passes, :meth:`stop` is
     called, a preview window is closed, or Ctrl-C; it always closes the sinks and returns :class:`LiveStats`.
     An exception in any thread stops the loop and is re-raised by :meth:`run` after the sinks are closed.
+    A frame being sent when the loop stops is finished before the sinks close; none is sent after.
     """
+
+    join_timeout = 5.0  # seconds run() waits for each thread after a stop
+    close_wait = 30.0  # seconds run() waits for a sink that is still sending before it closes anyway
 
     def __init__(
         self,
@@ -519,6 +523,8 @@ class LiveLoop:
         self._model_done = threading.Event()
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._sink_lock = threading.Lock()
+        self._sinks_closed = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -565,11 +571,14 @@ class LiveLoop:
                     if self._model_done.is_set() and not len(self._processed):
                         break
                     continue
-                for sink in self.sinks:
-                    if isinstance(sink, RecordSink):
-                        sink.send(item.image, item.captured)
-                    else:
-                        sink.send(item.image)
+                with self._sink_lock:
+                    if self._sinks_closed:
+                        break
+                    for sink in self.sinks:
+                        if isinstance(sink, RecordSink):
+                            sink.send(item.image, item.captured)
+                        else:
+                            sink.send(item.image)
                 latency = time.perf_counter() - item.captured
                 with self._lock:
                     self.stats.delivered += 1
@@ -613,22 +622,33 @@ class LiveLoop:
                 self.stats.stopped_by = "Ctrl-C"
             self._stop.set()
             for t in threads:
-                t.join(timeout=5.0)
+                t.join(timeout=self.join_timeout)
         finally:
             self._stop.set()
             self.stats.seconds = time.perf_counter() - start
-            close_errors = []
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception as exc:
-                    close_errors.append(exc)
+            close_errors = self._close_sinks()
             self.source.close()
         if self._errors:
             raise self._errors[0]
         if close_errors:
             raise close_errors[0]
         return self.stats
+
+    def _close_sinks(self) -> list[Exception]:
+        """Close every sink once no frame is mid-send; return the errors instead of raising the first."""
+        got_lock = self._sink_lock.acquire(timeout=self.close_wait)
+        try:
+            self._sinks_closed = True
+            errors = []
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:
+                    errors.append(exc)
+            return errors
+        finally:
+            if got_lock:
+                self._sink_lock.release()
 
 
 def status_printer(stream: Any = None) -> Callable[[LiveStats], None] | None:
