@@ -2,6 +2,7 @@
 
 from trt_engine.paths import (
     ASSETS_DIR,
+    ASSISTANTS_DIR,
     SAMPLES_DIR,
     SHIPPED_STUDENTS_DIR,
     cache_dir,
@@ -11,6 +12,7 @@ from trt_engine.paths import (
 
 __all__ = [
     "ASSETS_DIR",
+    "ASSISTANTS_DIR",
     "SAMPLES_DIR",
     "SHIPPED_STUDENTS_DIR",
     "cache_dir",

@@ -65,7 +65,9 @@ def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
-        assert {"kd_trainer/configs/fast.yaml", "kd_trainer/configs/quality.yaml"} <= set(zf.namelist())
+        packaged = set(zf.namelist())
+        assert {"kd_trainer/configs/fast.yaml", "kd_trainer/configs/quality.yaml"} <= packaged
+        assert "kd_trainer/assets/assistants/quality-m2.pt" in packaged  # the fast recipe's teacher
         zf.extractall(site)
     code = (
         "import sys, kd_trainer; from kd_trainer.cli import train_main; "
@@ -99,3 +101,21 @@ def test_shipped_students_were_trained_by_their_packaged_recipe(name: str) -> No
         if key not in RUN_ONLY_KEYS and value != getattr(recipe, key)
     }
     assert not differs, f"shipped {name}.pt vs kd_trainer/configs/{name}.yaml (saved, recipe): {differs}"
+
+
+def test_student_teachers_of_the_recipes_ship_with_the_package() -> None:
+    """A recipe that learns from a student (``teacher: student:NAME``, as ``fast`` does) names one in the package
+    assets, so a fresh checkout can run it; its checkpoint loads."""
+    from kd_trainer.models.student import read_checkpoint
+    from kd_trainer.models.teachers import student_teacher_path
+    from kd_trainer.paths import ASSETS_DIR
+
+    checked = []
+    for name in packaged_configs():
+        kind, _, value = load_config(name).teacher.partition(":")
+        if kind == "student":
+            path = student_teacher_path(value)
+            assert path.is_file() and ASSETS_DIR in path.parents, (name, path)
+            assert read_checkpoint(path)["name"].startswith("runet-"), (name, path)
+            checked.append(name)
+    assert "fast" in checked

@@ -151,5 +151,7 @@ def test_student_teacher_runs_a_checkpoint_like_the_student_itself(tmp_path) -> 
     assert teacher.key.startswith("student:") and not np.array_equal(out, rgb)
     # a shipped student by name
     assert make_teacher("student:quality").path.name == "quality.pt"
+    assistant = make_teacher("student:quality-m2").path  # a teacher assistant shipped for the fast recipe
+    assert assistant.name == "quality-m2.pt" and assistant.parent.name == "assistants"
     with pytest.raises(TeacherError, match="student teacher"):
         make_teacher(f"student:{tmp_path / 'missing.pt'}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "kd_trainer" / "assets"
 SHIPPED_STUDENTS_DIR = ASSETS_DIR / "students"
+ASSISTANTS_DIR = ASSETS_DIR / "assistants"  # students kept only to teach another (teacher assistants)
 SAMPLES_DIR = ASSETS_DIR / "samples"
 
 

@@ -118,17 +118,23 @@ class RestormerTeacher(Teacher):
 
 
 def student_teacher_path(value: str) -> Path:
-    """The checkpoint a ``student:VALUE`` teacher loads: a shipped student by name, else a path."""
-    from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+    """The checkpoint a ``student:VALUE`` teacher loads: a shipped student or teacher assistant by name (in
+    ``kd_trainer/assets/students`` or ``kd_trainer/assets/assistants``), else a path."""
+    from kd_trainer.paths import ASSISTANTS_DIR, SHIPPED_STUDENTS_DIR
 
-    shipped = SHIPPED_STUDENTS_DIR / f"{value}.pt"
-    return shipped if "/" not in value and shipped.is_file() else Path(value)
+    if "/" not in value:
+        for folder in (SHIPPED_STUDENTS_DIR, ASSISTANTS_DIR):
+            if (folder / f"{value}.pt").is_file():
+                return folder / f"{value}.pt"
+    return Path(value)
 
 
 class StudentTeacher(Teacher):
     """A trained student checkpoint as the teacher (a *teacher assistant*: e.g. ``quality`` teaching ``fast``).
 
-    ``student:quality`` or ``student:fast`` name a student shipped with the package; any other value is a path.
+    ``student:quality`` or ``student:fast`` name a student shipped with the package, ``student:quality-m2`` a
+    shipped teacher assistant (the earlier ``quality`` that the shipped ``fast`` learned from); any other value
+    is a path.
     """
 
     def __init__(self, spec: str) -> None:
