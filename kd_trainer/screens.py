@@ -16,6 +16,8 @@ import numpy as np
 LAYOUTS = ("document", "code", "dashboard")
 #: Rendered size (width, height): 1.5x a 1080p frame, shrunk by the pool like any training source.
 RENDER_SIZE = (2880, 1620)
+#: Rendered size of a scanned page (portrait, 1.5x its size in the pool).
+SCAN_SIZE = (2160, 2880)
 _SYLLABLES = (
     "an", "ba", "con", "de", "el", "for", "ge", "hi", "in", "ja", "ka", "lo", "men", "no", "or", "pre",
     "qui", "ra", "st", "tion", "un", "ve", "wa", "xi", "yo", "ze", "th", "er", "al", "is",
@@ -180,3 +182,30 @@ def render_screen(seed: int, size: tuple[int, int] = RENDER_SIZE) -> np.ndarray:
     img = np.array(canvas)
     _charts(img, rng, charts)
     return img
+
+
+def render_scan(seed: int, size: tuple[int, int] = SCAN_SIZE) -> np.ndarray:
+    """A digitally clean scanned page (RGB uint8, ``size`` = (width, height)), deterministic in ``seed``.
+
+    Black text on a page that is exactly white (255), as OCR tools and fax-like scanners write them: even seeds
+    are bilevel (thresholded: only 0 and 255), odd seeds keep anti-aliased grey edges. After the pool's shrink
+    most of the page is still exactly 255 and the ink exactly 0, so noise or codec damage on such a page is
+    clipped on one side, which photographs and the rendered screens never show.
+    """
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng([seed, 0x5CA])
+    w, h = size
+    canvas = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(canvas)
+    body = ("DejaVuSerif.ttf", "DejaVuSans.ttf", "DejaVuSansMono.ttf")[int(rng.integers(0, 3))]
+    bold = body.replace(".ttf", "-Bold.ttf")
+    margin = int(rng.integers(100, 300))
+    title = _font(bold, int(rng.integers(50, 90)))
+    draw.text((margin, margin), " ".join(_words(rng, 4)), font=title, fill=0)
+    fonts = [_font(body, int(v)) for v in rng.integers(26, 52, size=2)]
+    _paragraphs(draw, rng, (margin, margin + title.size * 2, w - margin, h - margin), fonts, 0, 0)
+    page = np.array(canvas)
+    if seed % 2 == 0:
+        page = np.where(page < 128, 0, 255).astype(np.uint8)
+    return np.repeat(page[..., None], 3, axis=2)

@@ -284,10 +284,14 @@ def test_fetch_rebuild_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fetch, "debian_sources", lambda work: (list(sources), []))
     monkeypatch.setattr(fetch, "SCREEN_COUNT", 3)
+    monkeypatch.setattr(fetch, "SCAN_COUNT", 3)
     assert fetch.fetch_photo_pool(pool, faces=False) == pool
     assert verify_photo_pool(pool) == []
     names = {p.name for p in (pool / "train").iterdir()}
     assert "img0.png" in names and "skimage-astronaut.png" in names
     assert {"screen-00-document.png", "screen-01-code.png"} <= names  # seed % 8 != 2: train
     assert read_image(pool / "val/screen-02-dashboard.png").shape == (1080, 1920, 3)  # seed 2: val, 1080p
+    assert {"scan-00-bilevel.png", "scan-01-grey.png"} <= names
+    scan = read_image(pool / "val/scan-02-bilevel.png")  # seed 2: val
+    assert scan.shape[0] > scan.shape[1] and (scan == 255).mean() > 0.8 and (scan == 0).any()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "src"]
