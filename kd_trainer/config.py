@@ -37,7 +37,7 @@ class TrainConfig:
     teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
     teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
     degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
-    fresh_degradations: bool = False  # new degradations every epoch (only without a teacher)
+    fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     val_presets: list[str] = field(
         default_factory=lambda: [
             "gauss0.5",
@@ -95,9 +95,11 @@ class TrainConfig:
             raise ConfigError(
                 "beta > 0 needs a teacher (teacher=maxim-deblur, onnx:PATH or restormer:PATH), or set beta=0"
             )
-        if self.fresh_degradations and self.teacher not in ("", "none"):
+        if self.fresh_degradations and self.beta > 0 and self.teacher_samples == 0:
             raise ConfigError(
-                "fresh_degradations=true would defeat the teacher cache; use it only with teacher=none"
+                "fresh_degradations=true with a teacher needs teacher_samples > 0: those samples stay fixed "
+                "(their teacher outputs are cached) and the rest are drawn anew each epoch; with "
+                "teacher_samples=0 every sample needs a teacher output, which would defeat the teacher cache"
             )
         if self.max_steps < 0:
             raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")

@@ -123,7 +123,9 @@ class TrainBank(Dataset):
     """``size`` deterministic training samples from photos and/or pairs; see the module docstring.
 
     Without ``fresh`` the bank is the same every epoch, so samples are kept in memory (up to 2 GiB), and
-    each epoch adds its own random flip/rotation of (input, ground truth, teacher) on top.
+    each epoch adds its own random flip/rotation of (input, ground truth, teacher) on top. With ``fresh``
+    every epoch draws new crops and degradations, except samples ``[0, fixed)``: they carry cached teacher
+    outputs, so they stay the same (and turn each epoch) while the rest of the bank keeps changing.
     """
 
     def __init__(
@@ -138,11 +140,13 @@ class TrainBank(Dataset):
         teacher_count: int = 0,
         teacher_gate: bool = False,
         degradations: str = "chains",
+        fixed: int = 0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
         self.photos, self.pairs = photos, pairs
         self.crop, self.size, self.seed, self.fresh = crop, size, seed, fresh
+        self.fixed = min(max(fixed, 0), size) if fresh else size  # samples that never change
         self.teacher = teacher  # a TeacherCache or None
         # samples [0, teacher_count) carry a teacher output; 0 means all of them
         self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
@@ -154,7 +158,7 @@ class TrainBank(Dataset):
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
-            None if fresh or size * crop * crop * 6 > MEMO_LIMIT_BYTES else {}
+            None if self.fixed == 0 or self.fixed * crop * crop * 6 > MEMO_LIMIT_BYTES else {}
         )
 
     def __len__(self) -> int:
@@ -162,6 +166,14 @@ class TrainBank(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def is_fresh(self, index: int) -> bool:
+        """Whether sample ``index`` is drawn anew each epoch (else it is the same every epoch)."""
+        return index >= self.fixed
+
+    def distinct_samples(self, epochs: int) -> int:
+        """How many different samples ``epochs`` epochs of this bank draw."""
+        return self.fixed + (self.size - self.fixed) * epochs
 
     def _image(self, path: Path) -> np.ndarray:
         if path not in self._images:
@@ -173,15 +185,17 @@ class TrainBank(Dataset):
 
     def sample(self, index: int) -> Sample:
         """The degraded crop and its ground truth for sample ``index`` (deterministic)."""
+        if self.is_fresh(index):
+            return self._make_sample(index, self.epoch)
         if self._memo is not None and index in self._memo:
             return self._memo[index]
-        sample = self._make_sample(index)
+        sample = self._make_sample(index, 0)
         if self._memo is not None:
             self._memo[index] = sample
         return sample
 
-    def _make_sample(self, index: int) -> Sample:
-        rng = np.random.default_rng([self.seed, index, self.epoch if self.fresh else 0])
+    def _make_sample(self, index: int, epoch: int) -> Sample:
+        rng = np.random.default_rng([self.seed, index, epoch])
         use_pair = bool(self.pairs) and (not self.photos or rng.random() < 0.5)
         if use_pair:
             blur_path, sharp_path = self.pairs[int(rng.integers(len(self.pairs)))]
@@ -206,7 +220,7 @@ class TrainBank(Dataset):
         images = [s.inp, s.gt] + ([self.teacher(s.inp)] if has_teacher else [])
         if has_teacher and self.teacher_gate:
             has_teacher = _l1(images[2], s.gt) < _l1(s.inp, s.gt)
-        if not self.fresh:  # a new orientation each epoch; the teacher output turns with its input
+        if not self.is_fresh(index):  # a new orientation each epoch; the teacher output turns with its input
             images = _augment(images, np.random.default_rng([self.seed, index, self.epoch, 1]))
         item = {"inp": to_tensor(images[0]), "gt": to_tensor(images[1])}
         if self.teacher is not None:  # samples without a teacher output are masked out of the KD term

@@ -217,6 +217,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_samples,
             cfg.teacher_gate,
             cfg.degradations,
+            cfg.teacher_samples if use_teacher else 0,  # fresh banks keep the teacher's samples fixed
         )
         if photos or pairs
         else None
@@ -242,7 +243,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         if bank is not None:
             bank.sample(0)  # reads the photos
             t_sample = time_call(lambda: bank.sample(min(1, len(bank) - 1)))
-            made = cfg.samples_per_epoch * (cfg.epochs if cfg.fresh_degradations else 1) // ddp.world_size
+            made = bank.distinct_samples(cfg.epochs) // ddp.world_size
             plan.add(
                 f"data bank: {made} crops x {t_sample:.3f} s (measured, per rank)", "data", made * t_sample
             )

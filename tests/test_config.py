@@ -17,6 +17,11 @@ def test_overrides_are_typed() -> None:
     assert cfg.val_presets == ["call", "clean"]
 
 
+def test_fresh_degradations_with_a_teacher_keep_its_samples_fixed() -> None:
+    cfg = make_config(overrides=["teacher=maxim-deblur", "fresh_degradations=true", "teacher_samples=64"])
+    assert cfg.fresh_degradations and cfg.beta == 0.2 and cfg.teacher_samples == 64
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
