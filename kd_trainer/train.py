@@ -217,7 +217,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_samples,
             cfg.teacher_gate,
             cfg.degradations,
-            cfg.teacher_samples if use_teacher else 0,  # fresh banks keep the teacher's samples fixed
+            # fresh banks keep the teacher's samples fixed; a beta=0 twin keeps the same ones, so the two see
+            # the same data
+            cfg.teacher_samples,
         )
         if photos or pairs
         else None
