@@ -124,8 +124,9 @@ class TrainBank(Dataset):
 
     Without ``fresh`` the bank is the same every epoch, so samples are kept in memory (up to 2 GiB), and
     each epoch adds its own random flip/rotation of (input, ground truth, teacher) on top. With ``fresh``
-    every epoch draws new crops and degradations, except samples ``[0, fixed)``: they carry cached teacher
-    outputs, so they stay the same (and turn each epoch) while the rest of the bank keeps changing.
+    every epoch draws new crops and degradations, except the ``teacher_count`` samples (when given): they carry
+    cached teacher outputs, so they stay the same (and turn each epoch) while the rest of the bank keeps
+    changing. Only the count matters, not the teacher, so a beta=0 twin keeps the same samples fixed.
     """
 
     def __init__(
@@ -140,16 +141,16 @@ class TrainBank(Dataset):
         teacher_count: int = 0,
         teacher_gate: bool = False,
         degradations: str = "chains",
-        fixed: int = 0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
         self.photos, self.pairs = photos, pairs
         self.crop, self.size, self.seed, self.fresh = crop, size, seed, fresh
-        self.fixed = min(max(fixed, 0), size) if fresh else size  # samples that never change
         self.teacher = teacher  # a TeacherCache or None
         # samples [0, teacher_count) carry a teacher output; 0 means all of them
         self.teacher_count = min(teacher_count, size) if teacher_count > 0 else size
+        # samples [0, fixed) never change: all of a fixed bank; in a fresh one, only the given teacher samples
+        self.fixed = (self.teacher_count if teacher_count > 0 else 0) if fresh else size
         # gate: use a teacher output only where it is closer to the ground truth than the input is
         self.teacher_gate = teacher_gate
         if degradations not in DEGRADATIONS:

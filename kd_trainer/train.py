@@ -217,9 +217,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_samples,
             cfg.teacher_gate,
             cfg.degradations,
-            # fresh banks keep the teacher's samples fixed; a beta=0 twin keeps the same ones, so the two see
-            # the same data
-            cfg.teacher_samples,
         )
         if photos or pairs
         else None

@@ -76,10 +76,10 @@ def test_bank_is_deterministic_and_augments_per_epoch(photo_dirs) -> None:
 
 
 def test_fresh_bank_redraws_all_but_the_teacher_samples(photo_dirs) -> None:
-    """With ``fresh`` the samples past ``fixed`` change each epoch (new crops and damage); the first ``fixed``
-    (the ones with cached teacher outputs) stay the same, so their teacher outputs still match."""
+    """With ``fresh`` the samples past ``teacher_count`` change each epoch (new crops and damage); the first
+    ``teacher_count`` (the ones with cached teacher outputs) stay the same, so their teacher outputs still match."""
     train, _ = photo_dirs
-    bank = TrainBank(find_photos(train), [], crop=32, size=6, seed=3, fresh=True, fixed=2)
+    bank = TrainBank(find_photos(train), [], crop=32, size=6, seed=3, fresh=True, teacher_count=2)
     first = [bank.sample(i) for i in range(6)]
     bank.set_epoch(1)
     second = [bank.sample(i) for i in range(6)]
@@ -91,6 +91,8 @@ def test_fresh_bank_redraws_all_but_the_teacher_samples(photo_dirs) -> None:
     assert all(np.array_equal(first[i].inp, bank.sample(i).inp) for i in range(6))  # a resume sees the same
     still = TrainBank(find_photos(train), [], crop=32, size=6, seed=3)  # not fresh: every sample is fixed
     assert still.distinct_samples(epochs=3) == 6 and not still.is_fresh(5)
+    every = TrainBank(find_photos(train), [], crop=32, size=6, seed=3, fresh=True)  # no teacher samples given
+    assert every.distinct_samples(epochs=3) == 18 and every.is_fresh(0)
 
 
 def test_crop_larger_than_photo_is_explained(photo_dirs) -> None:
