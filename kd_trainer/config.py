@@ -52,6 +52,9 @@ class TrainConfig:
         ]
     )
     val_frames: int = 4
+    # after training, the residual scale from this list that scores best on val (mean gain minus mean harm,
+    # kd_trainer.evaluate.safe_gain) is folded into student.pt; [] keeps the trained residual (scale 1)
+    residual_scales: list[float] = field(default_factory=list)
     val_crop: int = 0  # 0 = full frames; else centre crops of this size (faster)
     # loss
     alpha: float = 0.8
@@ -110,6 +113,9 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        bad_scales = [s for s in self.residual_scales if not 0 < s <= 2]
+        if bad_scales:
+            raise ConfigError(f"residual_scales must lie in (0, 2], got {bad_scales}")
         for key, low, high, hint in _RANGES:
             value = getattr(self, key)
             if not low <= value <= high:
@@ -165,6 +171,12 @@ def _coerce(key: str, value: Any) -> Any:
     if origin in (list, typing.List):  # noqa: UP006
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if typing.get_args(hint) == (float,):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
+            return [_coerce_float(key, v, "a list of finite numbers") for v in value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of strings, got {value!r}")
         return value
@@ -184,20 +196,24 @@ def _coerce(key: str, value: Any) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be an integer, got {value!r}") from None
     if hint is float:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):
-                raise ValueError
-            return number
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
+        return _coerce_float(key, value, "a finite number")
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)
     raise ConfigError(f"unsupported type for {key}: {hint}")  # pragma: no cover
+
+
+def _coerce_float(key: str, value: Any, what: str) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        return number
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {what}, got {value!r}") from None
 
 
 def make_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainConfig:

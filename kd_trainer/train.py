@@ -35,7 +35,7 @@ from kd_trainer.config import ConfigError, TrainConfig
 from kd_trainer.curves import tensorboard_writer, write_curves
 from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
 from kd_trainer.distributed import DistInfo
-from kd_trainer.evaluate import evaluate, format_table, torch_restorer
+from kd_trainer.evaluate import choose_residual_scale, evaluate, format_table, safe_gain, torch_restorer
 from kd_trainer.io import atomic_path, atomic_write_bytes
 from kd_trainer.losses import DistillLoss
 from kd_trainer.models.student import (
@@ -45,6 +45,7 @@ from kd_trainer.models.student import (
     load_student,
     read_checkpoint,
     save_checkpoint,
+    scale_residual,
 )
 from kd_trainer.models.teachers import TeacherCache, make_teacher
 from kd_trainer.paths import cache_dir
@@ -270,6 +271,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "training",
             remaining_steps * t_step,
         )
+        if cfg.residual_scales:
+            plan.add(
+                f"then the residual scale, chosen on val: {len(cfg.residual_scales)} more validations "
+                f"({', '.join(f'{s:g}' for s in cfg.residual_scales)}) before student.pt is written"
+            )
         print(plan.render(), flush=True)
     if data_error is not None:
         raise data_error
@@ -447,21 +453,27 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         state["best_gain"] = best_metrics["score"]["psnr_gain"]
         save(best_path, best_metrics)
     best, ckpt = load_student(best_path)
+    final_metrics, scale = ckpt["metrics"], 1.0
+    if cfg.residual_scales:
+        best, scale, final_metrics = _fold_residual_scale(best, val_frames, cfg.residual_scales, run_dir, say)
     save_checkpoint(
         final_path,
         best,
         name=cfg.model,
         train_config=cfg.to_dict(),
         train={**ckpt["train"], **state, "total_steps": state["step"], "best_step": ckpt["train"]["step"]},
-        metrics=ckpt["metrics"],
+        metrics=final_metrics,
+        residual_scale=scale,
     )
     summary = {
         "student": str(final_path),
         "steps": state["step"],
         "best_gain_db": state["best_gain"],
+        "residual_scale": scale,
         "ranks": ddp.world_size,
         "rank_weight_spread": state.get("rank_weight_spread", 0.0),
         "metrics": best_metrics,
+        "student_metrics": final_metrics,
     }
     atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     write_curves(run_dir)
@@ -470,3 +482,23 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         f"{run_dir / 'curves.png'}"
     )
     return final_path
+
+
+def _fold_residual_scale(
+    model: torch.nn.Module, frames: list, scales: list[float], run_dir: Path, say: Any
+) -> tuple[torch.nn.Module, float, dict]:
+    """Score ``scales`` on the val frames, fold the best into the student; the table goes to residual_scale.json."""
+    say(f"choosing the residual scale on val: {', '.join(f'{s:g}' for s in scales)} ...")
+    scale, results = choose_residual_scale(model, frames, scales)
+    lines = [f"{'scale':>6} {'gain':>7} {'harm':>6} {'gain-harm':>9}"]
+    for s, metrics in results.items():
+        mark = "  <- folded into student.pt" if s == scale else ""
+        lines.append(
+            f"{s:>6g} {metrics['score']['psnr_gain']:>+7.3f} {metrics['score']['psnr_harm']:>6.3f} "
+            f"{safe_gain(metrics):>+9.3f}{mark}"
+        )
+    say("\n".join(lines))
+    report = {"chosen": scale, "criterion": "psnr_gain - psnr_harm (kd_trainer.evaluate.safe_gain)"}
+    report["scales"] = {f"{s:g}": m for s, m in results.items()}
+    atomic_write_bytes(run_dir / "residual_scale.json", json.dumps(report, indent=2).encode())
+    return scale_residual(model, scale), scale, results[scale]

@@ -63,3 +63,18 @@ def test_yaml_files(tmp_path) -> None:
     typo.write_text("modle: runet-n\n")
     with pytest.raises(ConfigError, match=r"typo.yaml: unknown config keys \['modle'\]"):
         load_config(typo)
+
+
+def test_residual_scales_parse_as_numbers_and_are_range_checked() -> None:
+    assert make_config(overrides=["beta=0", "residual_scales=0.5,0.75,1"]).residual_scales == [0.5, 0.75, 1.0]
+    assert make_config(overrides=["beta=0", "residual_scales=[0.5, 1]"]).residual_scales == [0.5, 1.0]
+    assert make_config(overrides=["beta=0", "residual_scales=1"]).residual_scales == [1.0]
+    assert make_config(overrides=["beta=0"]).residual_scales == []
+    for bad, message in (
+        ("residual_scales=a,b", "list of finite numbers"),
+        ("residual_scales=nan", "list of finite numbers"),
+        ("residual_scales=0", r"\(0, 2\]"),
+        ("residual_scales=0.5,3", r"\(0, 2\]"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            make_config(overrides=["beta=0", bad])

@@ -234,3 +234,32 @@ def test_evaluate_scores_a_chain_that_drew_the_clean_pipeline_by_its_other_frame
     assert metrics["chain"]["psnr_gain"] > 3  # ... but the gain is measured on the degraded frame
     assert metrics["score"]["psnr_gain"] == metrics["chain"]["psnr_gain"]
     assert "-" not in format_table(metrics).splitlines()[1].split()[3]
+
+
+def test_harm_counts_only_frames_made_worse_and_the_scale_choice_avoids_it() -> None:
+    from kd_trainer.data import ValFrame
+    from kd_trainer.evaluate import choose_residual_scale, evaluate, safe_gain
+    from kd_trainer.models.student import build_student
+    from tests.helpers import perturbed_student
+
+    rng = np.random.default_rng(1)
+    gt = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    noisy = np.clip(gt.astype(int) + rng.integers(-8, 9, gt.shape), 0, 255).astype(np.uint8)
+    frames = [ValFrame("a", "noise", noisy, gt), ValFrame("b", "noise", gt // 2 + 64, gt)]
+    metrics = evaluate(lambda rgb: ((rgb.astype(np.uint16) + gt) // 2).astype(np.uint8), frames)
+    assert metrics["noise"]["psnr_harm"] == 0.0 and metrics["score"]["psnr_harm"] == 0.0
+    worse = evaluate(lambda rgb: 255 - rgb, frames)
+    assert worse["noise"]["psnr_harm"] > 0
+    assert worse["noise"]["psnr_harm"] == pytest.approx(-worse["noise"]["psnr_gain"])
+    assert safe_gain(worse) == pytest.approx(2 * worse["score"]["psnr_gain"])
+
+    # a student that only adds noise: the smallest scale harms least and is chosen
+    noisy_student = perturbed_student("runet-n", seed=2)
+    torch.nn.init.normal_(noisy_student.tail.weight, std=0.5)
+    scale, results = choose_residual_scale(noisy_student, frames, [1.0, 0.1, 0.5])
+    assert scale == 0.1 and set(results) == {1.0, 0.1, 0.5}
+    assert safe_gain(results[0.1]) > safe_gain(results[0.5]) > safe_gain(results[1.0])
+    # the identity scores the same at every scale: the tie goes to the residual as trained
+    assert choose_residual_scale(build_student("runet-n").eval(), frames, [0.5, 1.0, 1.5])[0] == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        choose_residual_scale(noisy_student, frames, [])

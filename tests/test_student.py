@@ -11,6 +11,7 @@ from kd_trainer.models.student import (
     load_student,
     registry_name,
     save_checkpoint,
+    scale_residual,
 )
 from tests.helpers import perturbed_student
 
@@ -202,3 +203,21 @@ def test_lowcut_config_is_validated_and_sets_the_padding_multiple() -> None:
     for bad in (-1, 3, 64):
         with pytest.raises(ValueError, match="lowcut"):
             StudentConfig(4, (16,), (1,), lowcut=bad)
+
+
+@pytest.mark.parametrize("name", ["runet-m3", "runet-f2", "runet-f"])
+def test_scale_residual_scales_exactly_what_the_student_adds(name: str) -> None:
+    model = perturbed_student(name, seed=1)
+    if model.detail is not None:
+        torch.nn.init.normal_(model.detail.weight, std=0.05)
+        torch.nn.init.normal_(model.detail.bias, std=0.01)
+    torch.nn.init.normal_(model.tail.bias, std=0.01)
+    x = torch.rand(1, 3, 45, 70)  # not a multiple of the padding: the crop after the residual must not matter
+    with torch.no_grad():
+        full = model(x)
+        for factor in (0.5, 0.75, 1.5):
+            scaled = scale_residual(model, factor)
+            assert torch.allclose(scaled(x), x + factor * (full - x), atol=1e-5)
+    assert not torch.equal(full, x)  # the student does add something
+    assert torch.equal(model(x), full)  # the original is left untouched
+    assert not scaled.training

@@ -1,6 +1,7 @@
 """End to end: distil a few steps, export, check onnxruntime parity; resume after a kill."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -117,6 +118,30 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(photo_dirs, tmp_path, 
         == 2
     )
     assert "seed=5" in capsys.readouterr().err
+
+
+def test_residual_scale_is_chosen_on_val_and_folded_into_a_finished_run(photo_dirs, tmp_path, capsys) -> None:
+    base = _args(photo_dirs, tmp_path, "s", "samples_per_epoch=32", "epochs=1", "beta=0", "lr=0.01")
+    assert train_main(base) == 0
+    run = tmp_path / "s"
+    assert read_checkpoint(run / "student.pt")["residual_scale"] == 1.0
+    assert not (run / "residual_scale.json").exists()
+    trained_steps = len(_log_steps(run))
+    capsys.readouterr()
+    # a finished run resumed with residual_scales only re-does the last step: choose and fold
+    assert train_main([*base, "residual_scales=0.5,1", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "choosing the residual scale on val" in out and "<- folded into student.pt" in out
+    report = json.loads((run / "residual_scale.json").read_text())
+    chosen = report["chosen"]
+    assert set(report["scales"]) == {"0.5", "1"} and chosen in (0.5, 1.0)
+    student, ckpt = load_student(run / "student.pt")
+    best, _ = load_student(run / "best.pt")
+    assert ckpt["residual_scale"] == chosen and ckpt["train_config"]["residual_scales"] == [0.5, 1.0]
+    assert ckpt["metrics"] == report["scales"][f"{chosen:g}"]
+    assert torch.allclose(student.tail.weight, chosen * best.tail.weight)
+    assert torch.equal(student.stem.weight, best.stem.weight)
+    assert len(_log_steps(run)) == trained_steps == 4  # no step was trained again
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")

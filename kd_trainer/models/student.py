@@ -413,6 +413,22 @@ def build_student(name_or_config: str | StudentConfig) -> ResidualUNet:
     return ResidualUNet(cfg)
 
 
+def scale_residual(model: ResidualUNet, factor: float) -> ResidualUNet:
+    """A copy of ``model`` whose output is ``x + factor * residual(x)``, at no extra cost per frame.
+
+    The residual is linear in the tail's and the detail conv's weights and biases (the band gains and the local
+    mean removal come before or after them linearly), so scaling those four tensors scales it exactly.
+    """
+    scaled = ResidualUNet(model.config)
+    scaled.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer in (scaled.tail, scaled.detail):
+            if layer is not None:
+                layer.weight.mul_(factor)
+                layer.bias.mul_(factor)
+    return scaled.to(next(model.parameters()).device).train(model.training)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
