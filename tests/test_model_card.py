@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -54,7 +55,10 @@ def test_model_card_measures_every_method_on_the_test_split(pool: Path, tmp_path
     assert pair["delta"]["jpeg"] == pytest.approx(s["jpeg"]["psnr_gain"] - t["jpeg"]["psnr_gain"])
     assert data["speed"]["s"]["fps"] > 0 and data["students"]["s"]["model"] == "runet-p"
     assert set(data["chains"]) == set(FAMILIES.split(",")) and data["chains"]["clean"]["t0.png"] == "clean"
+    assert data["students"]["s"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert data["command"].startswith("python -m benchmarks.model_card --student s=")
     text = out.read_text()
+    assert f"Measured with `{data['command']}`" in text and data["students"]["s"]["sha256"][:16] in text
     for needle in ("| identity |", f"| {ts.USM_GLOBAL} |", "| s-beta0 |", "## Targets", "pkg1", "## Chains"):
         assert needle in text
     # re-rendering from the JSON reproduces the card without measuring anything
