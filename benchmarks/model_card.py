@@ -187,12 +187,13 @@ def render(result: dict[str, Any]) -> str:
             f"{_num(s.get('steps'))} | {_num(s.get('step_seconds'))} | {_num(s.get('elapsed_seconds'))} | "
             f"{_num(speed['fps'], '.1f') if speed else '-'} |"
         )
-    lines.append("")
+    files = []
     for name, s in result.get("students", {}).items():
         if s.get("sha256"):
             scale = s.get("residual_scale", 1.0)
             note = f", residual scaled by {scale:g} (chosen on val)" if scale != 1.0 else ""
-            lines.append(f"- {name}: `{s.get('path')}`, sha256 `{s['sha256'][:16]}`{note}")
+            files.append(f"- {name}: `{s.get('path')}`, sha256 `{s['sha256'][:16]}`{note}")
+    lines += ["", *files] if files else []
     frames = result.get("frames", [])
     lines += [
         "",
