@@ -2,8 +2,12 @@
 tuned unsharp masks, the issue's targets, what distillation added, and CPU speed; every figure is measured here.
 
     python -m benchmarks.model_card --student fast=kd_trainer/assets/students/fast.pt \
-        --student quality=kd_trainer/assets/students/quality.pt --ablation fast-beta0=runs/fast-beta0/student.pt \
+        --student quality=kd_trainer/assets/students/quality.pt \
+        --ablation fast-beta0=kd_trainer/assets/ablations/fast-beta0.pt \
+        --ablation quality-beta0=kd_trainer/assets/ablations/quality-beta0.pt \
         --onnx fast=kd_trainer/assets/students/fast.onnx -o docs/model_card.md
+
+(``docs/model_card.md`` shows the exact command each card was measured with.)
 
 Quality comes from :mod:`benchmarks.test_split` (the one scorer): the pool's ``test/`` split (whole source
 packages never used in training or checkpoint selection) at the frames' own sizes, each degraded by every test
