@@ -6,6 +6,10 @@ by the same :func:`benchmarks.test_split.score` as the model card. Prints one li
 per family and over the degraded families) and, with ``--json``, writes the full scores.
 
     python -m benchmarks.val_families fast=kd_trainer/assets/students/fast.pt mine=runs/mine/best.pt
+
+``--vivid`` scores vivid copies of the val frames instead (:func:`kd_trainer.data.vivid_colours`, seeded per
+frame): saturated colours and nearly empty channels, where a student can break although the plain frames are
+fine.
 """
 
 from __future__ import annotations
@@ -35,13 +39,17 @@ def score_students(
     val_dir: str | Path | None = None,
     families: list[str] | None = None,
     progress: bool = True,
+    vivid: bool = False,
 ) -> dict[str, Any]:
-    """``{name: test_split.score(...)}`` for each (name, checkpoint) on the degraded val frames."""
+    """``{name: test_split.score(...)}`` for each (name, checkpoint) on the degraded val frames (their
+    :func:`vivid_frames` with ``vivid``)."""
     from kd_trainer.evaluate import torch_restorer
     from kd_trainer.models.student import load_student
 
     models = {name: load_student(path)[0] for name, path in specs}  # fail on a bad file before any work
     frames = ts.load_val_frames(val_dir, None)
+    if vivid:
+        frames = vivid_frames(frames)
     names, _skipped = ts.available_families(families)
     dset = ts.degraded_set(frames, names, progress=progress, desc="degrading val frames")
     baseline = ts.input_metrics(dset, progress=progress)
@@ -49,6 +57,19 @@ def score_students(
         name: ts.score(torch_restorer(model), dset, baseline, progress=progress, desc=f"scoring {name}")
         for name, model in models.items()
     }
+
+
+def vivid_frames(frames: list[tuple[str, Any]], seed: int = 0) -> list[tuple[str, Any]]:
+    """``[("vivid-" + name, vivid_colours(frame))]``, each frame with its own seeded draw (by sorted position)."""
+    import numpy as np
+
+    from kd_trainer.data import vivid_colours
+
+    ordered = sorted(frames, key=lambda f: f[0])
+    return [
+        (f"vivid-{name}", vivid_colours(img, np.random.default_rng([seed, i])))
+        for i, (name, img) in enumerate(ordered)
+    ]
 
 
 def summary_line(name: str, result: dict[str, Any]) -> str:
@@ -68,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-dir", default=None, help="val frames (default: the photo pool's val/ split)")
     ap.add_argument("--families", default="", help="comma-separated test families (default: all)")
     ap.add_argument("--json", default="", help="also write the full scores here")
+    ap.add_argument(
+        "--vivid",
+        action="store_true",
+        help="score vivid (saturated, channel-permuted) copies of the val frames",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         specs = [parse_spec(s) for s in args.students]
         families = [f for f in args.families.split(",") if f] or None
-        results = score_students(specs, args.val_dir, families, progress=not args.no_progress)
+        results = score_students(
+            specs, args.val_dir, families, progress=not args.no_progress, vivid=args.vivid
+        )
     except (BenchInputError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,10 @@ class TrainConfig:
     teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
     degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
+    # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
+    # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
+    # nearly empty channels, which photos rarely have (0 = off, the draws of every other sample unchanged)
+    vivid: float = 0.0
     val_presets: list[str] = field(
         default_factory=lambda: [
             "gauss0.5",
@@ -147,6 +151,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("edge_weight", 0.0, 1e3, ""),
     ("psnr_weight", 0.0, 1e3, ""),
     ("psnr_cap_db", 1.0, 100.0, " (dB)"),
+    ("vivid", 0.0, 1.0, " (a share of the photo crops)"),
     ("epochs", 1, 100_000, ""),
     ("batch_size", 1, 4096, ""),
     ("crop", 8, 4096, " (pixels)"),

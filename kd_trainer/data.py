@@ -141,6 +141,7 @@ class TrainBank(Dataset):
         teacher_count: int = 0,
         teacher_gate: bool = False,
         degradations: str = "chains",
+        vivid: float = 0.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -156,6 +157,9 @@ class TrainBank(Dataset):
         if degradations not in DEGRADATIONS:
             raise DataError(f"degradations must be one of {', '.join(DEGRADATIONS)}, got {degradations!r}")
         self.degradations = degradations
+        if not 0.0 <= vivid <= 1.0:
+            raise DataError(f"vivid must be a share in 0..1, got {vivid}")
+        self.vivid = vivid
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -210,10 +214,11 @@ class TrainBank(Dataset):
         path = self.photos[int(rng.integers(len(self.photos)))]
         if self.degradations == "presets":
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
+            gt = _maybe_vivid(gt, rng, self.vivid)
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
         mix = "balanced" if self.degradations == "chains-balanced" else "call"
-        return chain_sample(self._image(path), self.crop, rng, str(path), mix)
+        return chain_sample(self._image(path), self.crop, rng, str(path), mix, self.vivid)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
@@ -240,13 +245,44 @@ class TrainBank(Dataset):
 CHAIN_MARGIN = 16
 
 
+#: Luma weights (BT.601) of RGB, for :func:`vivid_colours`.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def vivid_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (uint8 RGB) with its chroma scaled by 1.3-2.5 around each pixel's luma, clipped, and its
+    channels permuted: saturated colours and nearly empty channels (a green leaf with no blue, a red shirt,
+    a blue screen) that the training photos rarely show. Grey pixels stay grey."""
+    gain = float(rng.uniform(1.3, 2.5))
+    order = rng.permutation(3)
+    rgb = image.astype(np.float32)
+    luma = rgb @ _LUMA
+    vivid = luma[..., None] + gain * (rgb - luma[..., None])
+    out = np.clip(np.rint(vivid), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out[..., order])
+
+
+def _maybe_vivid(image: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """:func:`vivid_colours` for a ``share`` of the calls; with share 0 it draws nothing from ``rng``."""
+    if share > 0 and rng.random() < share:
+        return vivid_colours(image, rng)
+    return image
+
+
 def chain_sample(
-    image: np.ndarray, crop: int, rng: np.random.Generator, name: str, mix: str = "call"
+    image: np.ndarray,
+    crop: int,
+    rng: np.random.Generator,
+    name: str,
+    mix: str = "call",
+    vivid: float = 0.0,
 ) -> Sample:
-    """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`)."""
+    """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
+    vivid first for a ``vivid`` share of the calls."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
+    region = _maybe_vivid(region, rng, vivid)
     chain = sample_train_chain(rng, mix=mix)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))

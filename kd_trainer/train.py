@@ -218,6 +218,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_samples,
             cfg.teacher_gate,
             cfg.degradations,
+            cfg.vivid,
         )
         if photos or pairs
         else None

@@ -5,7 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, spread, validation_frames
+from kd_trainer.data import (
+    DataError,
+    TrainBank,
+    find_pairs,
+    find_photos,
+    spread,
+    validation_frames,
+    vivid_colours,
+)
 from kd_trainer.io import ImageReadError, read_image, write_image
 from kd_trainer.losses import DistillLoss, edge_l1, fft_l1, neg_psnr
 
@@ -263,3 +271,45 @@ def test_harm_counts_only_frames_made_worse_and_the_scale_choice_avoids_it() -> 
     assert choose_residual_scale(build_student("runet-n").eval(), frames, [0.5, 1.0, 1.5])[0] == 1.0
     with pytest.raises(ValueError, match="at least one"):
         choose_residual_scale(noisy_student, frames, [])
+
+
+def _chroma(img: np.ndarray) -> float:
+    """Mean spread between a pixel's largest and smallest channel (0 for grey)."""
+    rgb = img.astype(np.int16)
+    return float((rgb.max(-1) - rgb.min(-1)).mean())
+
+
+def test_vivid_colours_saturates_colour_and_leaves_grey_alone() -> None:
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8), 3, axis=-1)
+    assert np.array_equal(vivid_colours(grey, np.random.default_rng(1)), grey)
+    leaf = np.zeros((16, 16, 3), np.uint8)
+    leaf[...] = (90, 150, 60)  # a muted green
+    out = vivid_colours(leaf, np.random.default_rng(2))
+    assert out.dtype == np.uint8 and out.shape == leaf.shape
+    assert _chroma(out) > 1.25 * _chroma(leaf)
+    assert sorted(out[0, 0]) != sorted(leaf[0, 0])  # not just a permutation of the same values
+
+
+def test_vivid_share_changes_only_the_chosen_crops(photo_dirs) -> None:
+    """``vivid=0`` draws exactly the default bank; ``vivid=1`` makes every photo crop more colourful, and the
+    input is degraded from that vivid ground truth (not from the original colours)."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    default = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced")
+    off = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced", vivid=0.0)
+    on = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced", vivid=1.0)
+    for i in range(4):
+        assert np.array_equal(default.sample(i).gt, off.sample(i).gt)
+        assert np.array_equal(default.sample(i).inp, off.sample(i).inp)
+    plain = np.mean([_chroma(default.sample(i).gt) for i in range(4)])
+    vivid = np.mean([_chroma(on.sample(i).gt) for i in range(4)])
+    assert vivid > 1.2 * plain
+    for i in range(
+        4
+    ):  # same crop; the degraded input follows the vivid ground truth, not the original colours
+        s, original = on.sample(i), default.sample(i).gt.astype(float)
+        inp, gt = s.inp.astype(float), s.gt.astype(float)
+        assert np.abs(inp - gt).mean() < np.abs(inp - original).mean()
+    with pytest.raises(DataError, match="vivid"):
+        TrainBank(photos, [], crop=32, size=4, vivid=1.5)

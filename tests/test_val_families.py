@@ -52,3 +52,27 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert vf.main([f"s={ckpt}", "--families", "nope", "--no-progress"]) == 2
     assert "unknown test families" in capsys.readouterr().err
     assert vf.parse_spec(str(ckpt)) == (tmp_path.name, ckpt)
+
+
+def test_vivid_scores_saturated_copies_of_the_val_frames(tmp_path: Path) -> None:
+    """``--vivid`` scores the vivid copies (named ``vivid-*``), the same numbers as scoring them directly."""
+    make_pool([(64, 64)], 96)
+    changed = perturbed_student("runet-p")
+    ckpt = save_checkpoint(tmp_path / "changed.pt", changed, name="runet-p")
+    out = tmp_path / "vivid.json"
+    argv = [f"changed={ckpt}", "--families", "noise", "--json", str(out), "--vivid", "--no-progress"]
+    assert vf.main(argv) == 0
+    frames = ts.load_val_frames(None, None)
+    vivid = vf.vivid_frames(frames)
+    ordered = sorted(frames, key=lambda f: f[0])
+    assert [n for n, _ in vivid] == [f"vivid-{n}" for n, _ in ordered]
+    assert not any(np.array_equal(v, f) for (_, v), (_, f) in zip(vivid, ordered, strict=True))
+    direct = ts.score(
+        torch_restorer(changed), ts.degraded_set(vivid, ["noise"], progress=False), progress=False
+    )
+    got = json.loads(out.read_text())["changed"]["families"]["noise"]["psnr_gain"]
+    assert got == pytest.approx(direct["families"]["noise"]["psnr_gain"], abs=1e-9)
+    plain = ts.score(
+        torch_restorer(changed), ts.degraded_set(frames, ["noise"], progress=False), progress=False
+    )
+    assert got != pytest.approx(plain["families"]["noise"]["psnr_gain"], abs=1e-9)
