@@ -4,6 +4,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kd_trainer.models.student import (
     STUDENTS,
+    BlockUp,
     CheckpointError,
     StudentConfig,
     build_student,
@@ -221,3 +222,27 @@ def test_scale_residual_scales_exactly_what_the_student_adds(name: str) -> None:
     assert not torch.equal(full, x)  # the student does add something
     assert torch.equal(model(x), full)  # the original is left untouched
     assert not scaled.training
+
+
+@pytest.mark.parametrize("channels_in,channels_out,k", [(32, 3, 4), (48, 16, 2)])
+def test_block_up_is_the_transposed_conv_it_replaces(channels_in: int, channels_out: int, k: int) -> None:
+    """``BlockUp`` (1x1 conv + pixel shuffle) computes exactly what ``nn.ConvTranspose2d(k, stride=k)`` does with
+    the same parameters, under the same parameter names (old checkpoints load unchanged)."""
+    torch.manual_seed(0)
+    reference = torch.nn.ConvTranspose2d(channels_in, channels_out, k, stride=k)
+    fast = BlockUp(channels_in, channels_out, k)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(2, channels_in, 7, 9)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), reference(x), atol=1e-5)
+
+
+def test_exported_students_have_no_transposed_convs(tmp_path) -> None:
+    """The up-sampling tail exports as Conv + DepthToSpace (onnxruntime's CPU ConvTranspose is slow)."""
+    import onnx
+
+    from kd_trainer.export import export_onnx
+
+    result = export_onnx(perturbed_student("runet-m3"), tmp_path / "m3.onnx", height=64, width=64)
+    ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops
