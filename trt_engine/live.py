@@ -55,6 +55,8 @@ _SIZE_FREE_OPS = frozenset(
         "Cast",
         "Round",
         "Transpose",
+        "DepthToSpace",
+        "SpaceToDepth",
         "QuantizeLinear",
         "DequantizeLinear",
     }
