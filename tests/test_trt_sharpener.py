@@ -484,3 +484,34 @@ def test_cuda_device_refused_without_gpu(student):
         Sharpener(student.pt, device="cuda")
     with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
         Sharpener(student.onnx, device="cuda")
+
+
+def test_final_clip_is_dropped_without_changing_a_level(student):
+    """The ORT backend drops the graph's last Clip(0, 1) (the host conversion saturates anyway): the graph loses
+    exactly that node, and the uint8 frames equal those of the unmodified graph on a frame it drives outside
+    [0, 1] (a hard checkerboard: sharpening overshoots both ends)."""
+    import onnx
+    import onnxruntime as ort
+
+    from trt_engine.backends.onnxrt import _without_final_clip
+
+    original = onnx.load(str(student.onnx))
+    lean = onnx.ModelProto.FromString(_without_final_clip(student.onnx))
+    assert original.graph.node[-1].op_type == "Clip"
+    assert len(lean.graph.node) == len(original.graph.node) - 1
+    assert "Clip" not in {n.op_type for n in lean.graph.node[-1:]}
+    assert _without_final_clip(student.onnx_uint8) is None  # ends in a Cast: nothing to drop
+
+    frame = np.kron((np.indices((H // 4, W // 4)).sum(0) % 2) * 255, np.ones((4, 4)))[..., None]
+    frame = np.repeat(frame, 3, axis=2).astype(np.uint8)
+    feed = nhwc_u8_to_nchw_f32(frame[None])
+    session = ort.InferenceSession(str(student.onnx), providers=["CPUExecutionProvider"])
+    (clipped,) = session.run(None, {session.get_inputs()[0].name: feed})
+    raw = ort.InferenceSession(lean.SerializeToString(), providers=["CPUExecutionProvider"])
+    (unclipped,) = raw.run(None, {raw.get_inputs()[0].name: feed})
+    assert unclipped.min() < 0.0 and unclipped.max() > 1.0, (
+        "the frame must leave [0, 1], or this shows nothing"
+    )
+    expected = nchw_f32_to_nhwc_u8(clipped)[0]
+    with Sharpener(student.onnx, color="rgb") as sharpener:
+        assert np.array_equal(sharpener.process(frame), expected)
