@@ -4,7 +4,7 @@ tuned unsharp masks, the issue's targets, what distillation added, and CPU speed
     python -m benchmarks.model_card --student fast=kd_trainer/assets/students/fast.pt \
         --student quality=kd_trainer/assets/students/quality.pt \
         --ablation fast-beta0=kd_trainer/assets/ablations/fast-beta0.pt \
-        --ablation quality-beta0=runs/quality-beta0/student.pt \
+        --ablation quality-beta0=kd_trainer/assets/ablations/quality-beta0.pt \
         --onnx fast=kd_trainer/assets/students/fast.onnx -o docs/model_card.md
 
 (``docs/model_card.md`` shows the exact command each card was measured with.)
