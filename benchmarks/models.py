@@ -233,6 +233,31 @@ def onnx_for(spec: ModelSpec, batch: int = 1) -> Path:
     return path
 
 
+def fixed_onnx_for(spec: ModelSpec) -> Path:
+    """The fp32 1080p ONNX of ``spec`` with a fixed frame size, as fp16/int8 conversion needs.
+
+    The shipped ONNX files are dynamic-size (any frame size on onnxruntime), so they are timed as they are,
+    and their fp16/int8 variants are converted from a static 1080p export of the ``.pt`` (cached)."""
+    path = onnx_for(spec, 1)
+    from kd_trainer.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(path)
+    if meta.get("height", "dynamic") != "dynamic" and meta.get("width", "dynamic") != "dynamic":
+        return path
+    if spec.pt is None:
+        raise BenchInputError(
+            f"{spec.label}: {path} has a dynamic frame size and there is no .pt to export a fixed-size one from; "
+            "give a fixed-size ONNX (kd-export --static)"
+        )
+    key = _digest(spec.pt, spec.config, 1, "float32_nchw", 1080, 1920, "static")
+    out = bench_cache() / "onnx" / f"{_safe(spec.label)}-b1-fp32-static-{key}.onnx"
+    if not out.is_file():
+        from kd_trainer.export import export_onnx
+
+        export_onnx(_load_torch_model(spec), out, height=1080, width=1920, name=spec.student)
+    return out
+
+
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:40]
 

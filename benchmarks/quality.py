@@ -195,7 +195,8 @@ def student_methods(
             sources = []
             for precision in precisions:
                 try:
-                    path, tool = M.precision_onnx(fp32, precision, calib)
+                    source = fp32 if precision == "fp32" else M.fixed_onnx_for(spec)
+                    path, tool = M.precision_onnx(source, precision, calib)
                 except Exception as exc:
                     errors.append(
                         f"{spec.label} {precision}: precision ONNX failed: {type(exc).__name__}: {exc}"

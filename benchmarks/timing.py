@@ -386,7 +386,7 @@ def time_model(spec: Any, cfg: SpeedConfig, calib: Sequence[np.ndarray], log: Lo
                     )
                     continue
                 try:
-                    path, tool = M.precision_onnx(fp32, precision, calib)
+                    path, tool = M.precision_onnx(M.fixed_onnx_for(spec), precision, calib)
                 except Exception as exc:
                     res.errors.append(f"{spec.label} {precision} ONNX: {type(exc).__name__}: {exc}")
                     continue

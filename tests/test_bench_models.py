@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.models import checkpoint_for, onnx_for, resolve
+from benchmarks.models import checkpoint_for, fixed_onnx_for, onnx_for, precision_onnx, resolve
 from benchmarks.runners import Runner
 from kd_trainer.models.student import build_student, count_macs, save_checkpoint
 
@@ -52,3 +52,19 @@ def test_checkpoint_export_is_cached_and_runs_through_the_sdk(tmp_path: Path) ->
         fn()
     assert out.shape == frame.shape and out.dtype == np.uint8
     assert np.array_equal(out, frame)  # an untrained student (zero tail) is the identity
+
+
+def test_precision_variants_of_a_dynamic_shipped_onnx_come_from_a_static_export() -> None:
+    """The shipped ONNX are dynamic-size (timed as they are); fp16/int8 need a fixed size, so they are converted
+    from a cached static 1080p export of the shipped .pt (sharpen-bench reported errors for them before)."""
+    from kd_trainer.export import read_onnx_metadata
+
+    (spec,) = resolve(["fast"])[0]
+    assert read_onnx_metadata(onnx_for(spec, 1))["height"] == "dynamic"
+    fixed = fixed_onnx_for(spec)
+    meta = read_onnx_metadata(fixed)
+    assert fixed != spec.onnx and (meta["height"], meta["width"]) == ("1080", "1920")
+    mtime = fixed.stat().st_mtime_ns
+    assert fixed_onnx_for(spec) == fixed and fixed.stat().st_mtime_ns == mtime  # cached
+    fp16, tool = precision_onnx(fixed, "fp16", [])
+    assert read_onnx_metadata(fp16)["precision"] == "fp16" and "make_precision_onnx" in tool
