@@ -210,24 +210,7 @@ def onnx_for(spec: ModelSpec, batch: int = 1) -> Path:
     than a uint8-NHWC graph (the SDK converts on the host into reused buffers)."""
     if batch == 1 and spec.onnx is not None:
         return spec.onnx
-    if spec.pt is None and spec.trained:
-        raise BenchInputError(
-            f"{spec.label}: only an ONNX file was given; batch {batch} needs the .pt checkpoint"
-        )
-    source = spec.pt if spec.pt is not None else f"random{RANDOM_SEED}"
-    key = _digest(source, spec.config, batch, "float32_nchw", 1080, 1920)
-    path = bench_cache() / "onnx" / f"{_safe(spec.label)}-b{batch}-fp32-{key}.onnx"
-    if not path.is_file():
-        from kd_trainer.export import export_onnx
-
-        export_onnx(
-            _load_torch_model(spec),
-            path,
-            height=1080,
-            width=1920,
-            batch=batch,
-            name=spec.student,
-        )
+    path = _static_export(spec, batch, f"batch {batch}")
     if batch == 1:
         spec.onnx = path
     return path
@@ -244,18 +227,28 @@ def fixed_onnx_for(spec: ModelSpec) -> Path:
     meta = read_onnx_metadata(path)
     if meta.get("height", "dynamic") != "dynamic" and meta.get("width", "dynamic") != "dynamic":
         return path
-    if spec.pt is None:
-        raise BenchInputError(
-            f"{spec.label}: {path} has a dynamic frame size and there is no .pt to export a fixed-size one from; "
-            "give a fixed-size ONNX (kd-export --static)"
-        )
-    key = _digest(spec.pt, spec.config, 1, "float32_nchw", 1080, 1920, "static")
-    out = bench_cache() / "onnx" / f"{_safe(spec.label)}-b1-fp32-static-{key}.onnx"
-    if not out.is_file():
+    return _static_export(spec, 1, "an fp16/int8 variant of its dynamic-size ONNX")
+
+
+def _static_export(spec: ModelSpec, batch: int, need: str) -> Path:
+    """A cached fixed-size 1080p fp32 export of ``spec``'s checkpoint (or seeded random weights) at ``batch``."""
+    if spec.pt is None and spec.trained:
+        raise BenchInputError(f"{spec.label}: only an ONNX file was given; {need} needs the .pt checkpoint")
+    source = spec.pt if spec.pt is not None else f"random{RANDOM_SEED}"
+    key = _digest(source, spec.config, batch, "float32_nchw", 1080, 1920)
+    path = bench_cache() / "onnx" / f"{_safe(spec.label)}-b{batch}-fp32-{key}.onnx"
+    if not path.is_file():
         from kd_trainer.export import export_onnx
 
-        export_onnx(_load_torch_model(spec), out, height=1080, width=1920, name=spec.student)
-    return out
+        export_onnx(
+            _load_torch_model(spec),
+            path,
+            height=1080,
+            width=1920,
+            batch=batch,
+            name=spec.student,
+        )
+    return path
 
 
 def _safe(label: str) -> str:

@@ -496,11 +496,11 @@ def test_final_clip_is_dropped_without_changing_a_level(student):
     from trt_engine.backends.onnxrt import _without_final_clip
 
     original = onnx.load(str(student.onnx))
-    lean = onnx.ModelProto.FromString(_without_final_clip(student.onnx))
+    lean = onnx.ModelProto.FromString(_without_final_clip(onnx.load(str(student.onnx))))
     assert original.graph.node[-1].op_type == "Clip"
     assert len(lean.graph.node) == len(original.graph.node) - 1
     assert "Clip" not in {n.op_type for n in lean.graph.node[-1:]}
-    assert _without_final_clip(student.onnx_uint8) is None  # ends in a Cast: nothing to drop
+    assert _without_final_clip(onnx.load(str(student.onnx_uint8))) is None  # ends in a Cast: nothing to drop
 
     frame = np.kron((np.indices((H // 4, W // 4)).sum(0) % 2) * 255, np.ones((4, 4)))[..., None]
     frame = np.repeat(frame, 3, axis=2).astype(np.uint8)

@@ -40,8 +40,9 @@ def _dim(value: Any) -> int | None:
 MAX_TENSOR_ELEMENTS = 1 << 28
 
 
-def _check_graph_sizes(p: Path) -> None:
-    """Refuse graphs whose static shapes (after shape inference) are implausibly large, before ORT runs them.
+def _check_graph_sizes(p: Path) -> Any | None:
+    """Refuse graphs whose static shapes (after shape inference) are implausibly large, before ORT runs them;
+    returns the loaded model (as read, without inferred shapes), or None without the ``onnx`` package.
 
     A crafted 1 KB graph (``ConstantOfShape`` of 1 x 3 x 40000 x 40000, or an input declared 10^6 pixels
     wide) would otherwise make onnxruntime allocate tens of gigabytes on the first frame.
@@ -49,10 +50,10 @@ def _check_graph_sizes(p: Path) -> None:
     try:
         import onnx
     except ImportError:  # the runtime-only install: the input sizes are still checked on the session
-        return
+        return None
     try:
-        model = onnx.load(str(p), load_external_data=False)
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        loaded = onnx.load(str(p), load_external_data=False)
+        model = onnx.shape_inference.infer_shapes(loaded, data_prop=True)
     except Exception as exc:  # DecodeError, ValidationError, InferenceError, ...
         raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
 
@@ -83,10 +84,12 @@ def _check_graph_sizes(p: Path) -> None:
             nhwc = sizes[3] == 3
             n, h, w = (sizes[0], sizes[1], sizes[2]) if nhwc else (sizes[0], sizes[2], sizes[3])
             check_model_sizes(p, n, h, w)
+    return loaded
 
 
-def _without_final_clip(p: Path) -> bytes | None:
-    """The model without its final ``Clip(0, 1)``, or None when it has none (or ``onnx`` is not installed).
+def _without_final_clip(model: Any) -> bytes | None:
+    """``model`` (an ``onnx.ModelProto``, changed in place) without its final ``Clip(0, 1)``, serialised; None
+    when it has none.
 
     A float graph's output is clipped to [0, 1] again by the host's uint8 conversion
     (:func:`~trt_engine.backends.base.nchw_f32_to_nhwc_u8` saturates both ends), so the graph's own full-size
@@ -94,12 +97,9 @@ def _without_final_clip(p: Path) -> bytes | None:
     on a 2-core CPU). Only a Clip whose bounds are the constants 0 and 1 and whose result is only the output
     is dropped.
     """
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        return None
-    model = onnx.load(str(p), load_external_data=False)
+    import onnx
+    from onnx import numpy_helper
+
     graph = model.graph
     external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer)
     if external or len(graph.output) != 1 or not graph.node:  # bytes cannot point at external data
@@ -109,10 +109,10 @@ def _without_final_clip(p: Path) -> bytes | None:
     if clip.op_type != "Clip" or list(clip.output) != [out_name] or len(clip.input) != 3:
         return None
     constants = {t.name: t for t in graph.initializer}
-    bounds = [constants.get(name) for name in clip.input[1:]]
-    if any(b is None or numpy_helper.to_array(b).size != 1 for b in bounds):
+    bounds = [numpy_helper.to_array(constants[name]) for name in clip.input[1:] if name in constants]
+    if len(bounds) != 2 or any(b.size != 1 for b in bounds):
         return None
-    low, high = (float(numpy_helper.to_array(b).reshape(())) for b in bounds)  # type: ignore[arg-type]
+    low, high = (float(b.reshape(())) for b in bounds)
     source = clip.input[0]
     inputs = {i.name for i in graph.input}
     used_elsewhere = source in inputs or any(source in node.input for node in graph.node[:-1])
@@ -160,9 +160,9 @@ class OnnxRuntimeBackend(Backend):
         # No busy-waiting between ops: a call app shares the CPU with capture, encode and the UI, and spinning
         # threads would steal it (costs ~1 ms per 1080p frame in wake-ups).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        _check_graph_sizes(p)
+        loaded = _check_graph_sizes(p)
         try:
-            lean = _without_final_clip(p)
+            lean = _without_final_clip(loaded) if loaded is not None else None
             self.session = ort.InferenceSession(lean or str(p), options, providers=providers)
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NotImplemented, ...
             raise ModelLoadError(f"cannot load ONNX model {p} (corrupt or unsupported): {exc}") from exc
