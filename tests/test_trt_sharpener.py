@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from kd_trainer.testing import make_student, photo_frames, torch_reference
 from trt_engine import Sharpener
-from trt_engine.backends.base import PlaneBuffers, nchw_f32_to_nhwc_u8, nhwc_u8_to_nchw_f32
+from trt_engine.backends.base import (
+    PlaneBuffers,
+    add_depth_to_space_u8,
+    nchw_f32_to_nhwc_u8,
+    nhwc_u8_to_nchw_f32,
+)
 from trt_engine.errors import BackendUnavailableError, EngineHeaderError, FrameError, ModelLoadError
 
 H, W = 64, 96
@@ -143,6 +148,79 @@ def test_host_conversions_with_reused_buffers_are_exact():
         assert np.array_equal(kept, expected) and np.array_equal(y, before, equal_nan=True)
         assert np.array_equal(nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers, overwrite=True), expected)
         assert np.nanmin(y) >= 0  # overwrite=True clipped the scratch buffer in place
+
+
+@pytest.mark.parametrize("mode", ["CRD", "DCR"])
+def test_host_depth_to_space_is_the_onnx_op_plus_the_conversion(mode):
+    """add_depth_to_space_u8 == (image + DepthToSpace(residual)) converted, for both ONNX layouts, in strips on
+    a thread pool, with NaN and values outside [0, 1]."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(1)
+    n, block, h, w = 2, 4, 12, 20
+    image = rng.uniform(0, 1, (n, 3, h, w)).astype(np.float32)
+    residual = rng.normal(0, 0.4, (n, 3 * block * block, h // block, w // block)).astype(np.float32)
+    residual[1, 5, 1, 2] = np.nan
+    if mode == "CRD":  # channel = colour * block^2 + row * block + column
+        cells = residual.reshape(n, 3, block, block, h // block, w // block)
+    else:  # channel = (row * block + column) * 3 + colour
+        cells = residual.reshape(n, block, block, 3, h // block, w // block).transpose(0, 3, 1, 2, 4, 5)
+    shuffled = cells.transpose(0, 1, 4, 2, 5, 3).reshape(n, 3, h, w)
+    summed = image + shuffled
+    assert np.nanmin(summed) < 0 and np.nanmax(summed) > 1, "the sum must leave [0, 1], or clipping is untested"
+    expected = nchw_f32_to_nhwc_u8(summed)
+    buffers = PlaneBuffers()
+    with ThreadPoolExecutor(2) as pool:
+        for parts, swap in ((1, False), (2, True), (3, False)):
+            got = add_depth_to_space_u8(residual, image, block, mode, swap, buffers, pool, parts)
+            assert np.array_equal(got, expected[..., ::-1] if swap else expected), (parts, swap)
+    with pytest.raises(ValueError, match="does not fill"):
+        add_depth_to_space_u8(residual[:, :12], image, block, mode)
+
+
+def test_pixel_shuffle_moves_to_the_host_without_changing_a_level(tmp_path):
+    """On a CPU the ORT backend runs a student's final DepthToSpace + Add on the host (onnxruntime's is a slow
+    single-threaded transpose): the rewritten graph outputs the low-resolution residual, and the frames equal
+    the unmodified graph's, in both colour orders and in batches."""
+    import onnx
+    import onnxruntime as ort
+
+    from trt_engine.backends.onnxrt import _host_pixel_shuffle, _without_final_clip
+
+    files = make_student(tmp_path, name="runet-f2", height=H, width=W, batch=2, uint8=False, tail_std=0.5)
+    model = onnx.load(str(files.onnx))
+    assert [n.op_type for n in model.graph.node[-3:]] == ["DepthToSpace", "Add", "Clip"]
+    assert _host_pixel_shuffle(model) is None, "only after the final Clip is dropped"
+    _without_final_clip(model)
+    shuffle = _host_pixel_shuffle(model)
+    assert shuffle is not None and (shuffle.block, shuffle.mode) == (4, "CRD")
+    assert {"DepthToSpace", "Add"}.isdisjoint(n.op_type for n in model.graph.node[-1:])
+
+    inputs, _ = photo_frames(H, W)
+    checker = np.kron((np.indices((H // 4, W // 4)).sum(0) % 2) * 255, np.ones((4, 4)))[..., None]
+    batch = np.stack([inputs[0], np.repeat(checker, 3, axis=2).astype(np.uint8)])
+    session = ort.InferenceSession(str(files.onnx), providers=["CPUExecutionProvider"])
+    (reference,) = session.run(None, {session.get_inputs()[0].name: nhwc_u8_to_nchw_f32(batch)})
+    expected = nchw_f32_to_nhwc_u8(reference)
+    assert _max_diff(expected, batch) > 20, "the student must change the frames, or this shows nothing"
+    with Sharpener(files.onnx, color="rgb", batch=2) as rgb, Sharpener(files.onnx, batch=2) as bgr:
+        assert rgb.backend._shuffle == shuffle
+        assert np.array_equal(rgb.process_batch(batch), expected)
+        assert np.array_equal(bgr.process_batch(batch[..., ::-1].copy()), expected[..., ::-1])
+
+
+def test_pixel_shuffle_stays_in_graphs_that_use_it_elsewhere(student):
+    """runet-n adds a full-resolution detail conv after its pixel shuffle: nothing is moved."""
+    import onnx
+
+    from trt_engine.backends.onnxrt import _host_pixel_shuffle, _without_final_clip
+
+    model = onnx.load(str(student.onnx))
+    _without_final_clip(model)
+    before = model.SerializeToString()
+    assert _host_pixel_shuffle(model) is None and model.SerializeToString() == before
+    with Sharpener(student.onnx) as sharpener:
+        assert sharpener.backend._shuffle is None
 
 
 def test_process_batch_array_list_and_mixed_sizes(student, frames):

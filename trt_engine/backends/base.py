@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -89,11 +91,18 @@ class PlaneBuffers:
 
     def __init__(self) -> None:
         self._planes: list[np.ndarray] = []
+        self._float: np.ndarray | None = None
 
     def get(self, height: int, width: int) -> list[np.ndarray]:
         if not self._planes or self._planes[0].shape != (height, width):
             self._planes = [np.empty((height, width), np.uint8) for _ in range(3)]
         return self._planes
+
+    def float_plane(self, height: int, width: int) -> np.ndarray:
+        """One reusable float32 plane (scratch for :func:`add_depth_to_space_u8`)."""
+        if self._float is None or self._float.shape != (height, width):
+            self._float = np.empty((height, width), np.float32)
+        return self._float
 
 
 def nhwc_u8_to_nchw_f32(
@@ -141,13 +150,97 @@ def nchw_f32_to_nhwc_u8(
             plane = x[i, ch]
             if not (overwrite and plane.flags.c_contiguous and plane.dtype == np.float32):
                 plane = np.array(plane, dtype=np.float32, order="C")  # a private copy to clip
-            # Negative values and NaN -> 0 (cv2.max returns the scalar for NaN; OpenCV 5's threshold keeps
-            # NaN, which convertScaleAbs would saturate to 255); convertScaleAbs saturates above 255 and
-            # rounds half to even.
-            cv2.max(plane, 0.0, dst=plane)
-            cv2.convertScaleAbs(plane, dst=levels[ch], alpha=255.0)
+            _quantize(plane, levels[ch])
         cv2.merge(levels[::-1] if swap_rb else levels, dst=out[i])
     return out
+
+
+def _quantize(plane: np.ndarray, level: np.ndarray) -> None:
+    """uint8 ``level`` = round-half-even(clip(``plane``, 0, 1) * 255); ``plane`` (float32, contiguous) is clipped
+    in place."""
+    import cv2
+
+    # Negative values and NaN -> 0 (cv2.max returns the scalar for NaN; OpenCV 5's threshold keeps NaN, which
+    # convertScaleAbs would saturate to 255); convertScaleAbs saturates above 255 and rounds half to even.
+    cv2.max(plane, 0.0, dst=plane)
+    cv2.convertScaleAbs(plane, dst=level, alpha=255.0)
+
+
+def add_depth_to_space_u8(
+    residual: np.ndarray,
+    image: np.ndarray,
+    block: int,
+    mode: str = "CRD",
+    swap_rb: bool = False,
+    buffers: PlaneBuffers | None = None,
+    pool: Executor | None = None,
+    parts: int = 1,
+) -> np.ndarray:
+    """New uint8 NHWC frames ``image + DepthToSpace(residual)``, quantised like :func:`nchw_f32_to_nhwc_u8`.
+
+    ``residual`` is float32 ``N x 3*block*block x H/block x W/block`` (ONNX ``DepthToSpace`` layout ``mode``:
+    ``"CRD"``, channel = colour * block^2 + row * block + column, or ``"DCR"``, channel = (row * block + column)
+    * 3 + colour); ``image`` is float32 ``N x 3 x H x W``. The result is bit-identical to running ``Add(image,
+    DepthToSpace(residual))`` in the graph and converting its output, but several times cheaper on a CPU:
+    onnxruntime's ``DepthToSpace`` is a single-threaded element-by-element transpose (~14 ms for a 1080p frame
+    on a 2-core CPU), while here each row phase of each colour is one SIMD ``cv2.merge`` of ``block`` planes
+    written straight into its rows of the frame. With a thread ``pool``, ``parts`` horizontal strips run
+    concurrently (OpenCV releases the GIL): ~8 ms for all of it at 1080p on 2 cores.
+    """
+    n, c, h, w = image.shape
+    if c != 3 or residual.shape != (n, 3 * block * block, h // block, w // block) or h % block or w % block:
+        raise ValueError(
+            f"residual {residual.shape} does not fill image {image.shape} with DepthToSpace blocks of {block}"
+        )
+    if mode not in ("CRD", "DCR"):
+        raise ValueError(f"DepthToSpace mode must be 'CRD' or 'DCR', got {mode!r}")
+    store = buffers or PlaneBuffers()
+    levels, full = store.get(h, w), store.float_plane(h, w)
+    out = np.empty((n, h, w, 3), np.uint8)
+    low = h // block
+    bounds = [low * k // max(1, parts) for k in range(max(1, parts) + 1)]
+    for i in range(n):
+        r = np.ascontiguousarray(residual[i], dtype=np.float32)
+        cells = r.reshape(3, block, block, low, w // block)
+        if mode == "DCR":
+            cells = r.reshape(block, block, 3, low, w // block).transpose(2, 0, 1, 3, 4)
+        picture = np.ascontiguousarray(image[i], dtype=np.float32)
+        strips = [
+            (cells, picture, full, levels, out[i], block, swap_rb, y0, y1) for y0, y1 in pairwise(bounds)
+        ]
+        if pool is None or len(strips) == 1:
+            for strip in strips:
+                _shuffle_strip(*strip)
+        else:
+            for done in [pool.submit(_shuffle_strip, *strip) for strip in strips]:
+                done.result()
+    return out
+
+
+def _shuffle_strip(
+    cells: np.ndarray,
+    picture: np.ndarray,
+    full: np.ndarray,
+    levels: list[np.ndarray],
+    out: np.ndarray,
+    block: int,
+    swap_rb: bool,
+    y0: int,
+    y1: int,
+) -> None:
+    """Rows ``y0 * block`` to ``y1 * block`` of one frame of :func:`add_depth_to_space_u8`."""
+    import cv2
+
+    top, bottom = y0 * block, y1 * block
+    scratch = full[top:bottom]
+    rows = scratch.reshape(y1 - y0, block, -1, block)  # [low row, row in block, low column, column in block]
+    strip_levels = [level[top:bottom] for level in levels]
+    for ch in range(3):
+        for row in range(block):  # one merge interleaves the block's columns into every row of phase `row`
+            cv2.merge([cells[ch, row, col, y0:y1] for col in range(block)], dst=rows[:, row])
+        cv2.add(scratch, picture[ch, top:bottom], dst=scratch)
+        _quantize(scratch, strip_levels[ch])
+    cv2.merge(strip_levels[::-1] if swap_rb else strip_levels, dst=out[top:bottom])
 
 
 def swap_rb_batch(batch: np.ndarray) -> np.ndarray:
