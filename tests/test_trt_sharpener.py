@@ -130,6 +130,9 @@ def test_static_onnx_reuses_its_host_buffers(student, frames):
 
 
 def test_host_conversions_with_reused_buffers_are_exact():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(2)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 12, 20, 3), dtype=np.uint8)
     buffers = PlaneBuffers()
@@ -146,8 +149,10 @@ def test_host_conversions_with_reused_buffers_are_exact():
         before = y.copy()
         kept = nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers)
         assert np.array_equal(kept, expected) and np.array_equal(y, before, equal_nan=True)
+        assert np.array_equal(nchw_f32_to_nhwc_u8(y.copy(), swap, buffers, True, pool, 3), expected)
         assert np.array_equal(nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers, overwrite=True), expected)
         assert np.nanmin(y) >= 0  # overwrite=True clipped the scratch buffer in place
+        assert np.array_equal(nhwc_u8_to_nchw_f32(frames, None, swap, buffers, pool, 3), x)  # strips on threads
 
 
 @pytest.mark.parametrize("mode", ["CRD", "DCR"])

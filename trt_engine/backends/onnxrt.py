@@ -270,7 +270,7 @@ class OnnxRuntimeBackend(Backend):
         )
         self._output: np.ndarray | None = None
         self._binding: Any = None
-        self._pool: ThreadPoolExecutor | None = None  # host threads for the moved pixel shuffle (lazy)
+        self._pool: ThreadPoolExecutor | None = None  # host threads for the conversions (made on first use)
         self.info = BackendInfo(
             backend="onnxruntime",
             path=str(p),
@@ -296,15 +296,16 @@ class OnnxRuntimeBackend(Backend):
                     f"model returned {result.dtype} {result.shape}; expected uint8 N x H x W x 3"
                 )
             return swap_rb_batch(result) if self.swap_rb else result
-        buffer = nhwc_u8_to_nchw_f32(batch, self._buffer, swap_rb=self.swap_rb, buffers=self._planes)
+        if self._pool is None and self._threads > 1:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="sharpener-host")
+        pool, parts = self._pool, self._threads
+        buffer = nhwc_u8_to_nchw_f32(batch, self._buffer, self.swap_rb, self._planes, pool, parts)
         if self._out_shape is not None or self._same_shape:
             result = self._run_bound(buffer)
         else:
             (result,) = self.session.run([self.output_name], {self.input_name: buffer})
         self._buffer = buffer
         if self._shuffle is not None:
-            if self._pool is None and self._threads > 1:
-                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="sharpener-host")
             shuffle = self._shuffle
             return add_depth_to_space_u8(
                 result,
@@ -313,12 +314,12 @@ class OnnxRuntimeBackend(Backend):
                 shuffle.mode,
                 self.swap_rb,
                 self._planes,
-                self._pool,
-                self._threads,
+                pool,
+                parts,
             )
         if result.ndim != 4 or result.shape[1] != 3:
             raise RuntimeError(f"model returned shape {result.shape}; expected N x 3 x H x W")
-        return nchw_f32_to_nhwc_u8(result, swap_rb=self.swap_rb, buffers=self._planes, overwrite=True)
+        return nchw_f32_to_nhwc_u8(result, self.swap_rb, self._planes, True, pool, parts)
 
     def _run_bound(self, feed: np.ndarray) -> np.ndarray:
         """``session.run`` into the reused output buffer (bound once; rebound when the input buffer changes)."""
