@@ -249,9 +249,8 @@ def add_depth_to_space_u8(
             rows = scratch.reshape(y1 - y0, block, -1, block)  # [low row, row in block, low column, column]
             strip_levels = [level[top:bottom] for level in levels]
             for ch in range(3):
-                for row in range(
-                    block
-                ):  # one merge interleaves the block's columns into each row of phase `row`
+                # one merge interleaves the block's columns into every full-resolution row of phase `row`
+                for row in range(block):
                     cv2.merge([cells[ch, row, col, y0:y1] for col in range(block)], dst=rows[:, row])
                 cv2.add(scratch, picture[ch, top:bottom], dst=scratch)
                 _quantize(scratch, strip_levels[ch])
