@@ -147,7 +147,7 @@ def _host_pixel_shuffle(model: Any) -> HostPixelShuffle | None:
     output ``residual``; returns the block size and mode, or None (model unchanged) for any other graph.
 
     Our students end this way (their full-resolution tail is a 1x1 conv and a pixel shuffle). onnxruntime's
-    CPU ``DepthToSpace`` is a single-threaded, element-by-element transpose (~14 ms of a ~35 ms 1080p ``fast``
+    CPU ``DepthToSpace`` is a single-threaded, element-by-element transpose (~14 ms of a 35-64 ms 1080p ``fast``
     frame on a 2-core CPU) and the ``Add`` is another full pass; the host does both in the uint8 conversion it
     runs anyway (:func:`~trt_engine.backends.base.add_depth_to_space_u8`), with identical results. Call it after
     :func:`_without_final_clip`.
