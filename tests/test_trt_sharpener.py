@@ -152,7 +152,8 @@ def test_host_conversions_with_reused_buffers_are_exact():
         assert np.array_equal(nchw_f32_to_nhwc_u8(y.copy(), swap, buffers, True, pool, 3), expected)
         assert np.array_equal(nchw_f32_to_nhwc_u8(y, swap_rb=swap, buffers=buffers, overwrite=True), expected)
         assert np.nanmin(y) >= 0  # overwrite=True clipped the scratch buffer in place
-        assert np.array_equal(nhwc_u8_to_nchw_f32(frames, None, swap, buffers, pool, 3), x)  # strips on threads
+        # the same conversions in strips on threads
+        assert np.array_equal(nhwc_u8_to_nchw_f32(frames, None, swap, buffers, pool, 3), x)
 
 
 @pytest.mark.parametrize("mode", ["CRD", "DCR"])
@@ -172,7 +173,9 @@ def test_host_depth_to_space_is_the_onnx_op_plus_the_conversion(mode):
         cells = residual.reshape(n, block, block, 3, h // block, w // block).transpose(0, 3, 1, 2, 4, 5)
     shuffled = cells.transpose(0, 1, 4, 2, 5, 3).reshape(n, 3, h, w)
     summed = image + shuffled
-    assert np.nanmin(summed) < 0 and np.nanmax(summed) > 1, "the sum must leave [0, 1], or clipping is untested"
+    assert np.nanmin(summed) < 0 and np.nanmax(summed) > 1, (
+        "the sum must leave [0, 1], or clipping is untested"
+    )
     expected = nchw_f32_to_nhwc_u8(summed)
     buffers = PlaneBuffers()
     with ThreadPoolExecutor(2) as pool:
@@ -212,6 +215,25 @@ def test_pixel_shuffle_moves_to_the_host_without_changing_a_level(tmp_path):
         assert rgb.backend._shuffle == shuffle
         assert np.array_equal(rgb.process_batch(batch), expected)
         assert np.array_equal(bgr.process_batch(batch[..., ::-1].copy()), expected[..., ::-1])
+
+
+def test_shipped_fast_onnx_with_the_host_shuffle_matches_its_checkpoint_at_odd_sizes():
+    """The shipped dynamic-size ``fast.onnx`` (its pixel shuffle runs on the host) on frames whose sizes are not
+    multiples of 4, in one process_batch call: the torch checkpoint's output, within the float tolerance."""
+    from kd_trainer.models.student import load_student
+    from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+
+    model, _ = load_student(SHIPPED_STUDENTS_DIR / "fast.pt")
+    model.eval()
+    inputs, _ = photo_frames(H, W)
+    frames = [np.ascontiguousarray(inputs[0][:61, :93]), inputs[1], np.ascontiguousarray(inputs[1][3:, 5:])]
+    with Sharpener(SHIPPED_STUDENTS_DIR / "fast.onnx", color="rgb") as sharpener:
+        assert sharpener.backend._shuffle is not None
+        outs = sharpener.process_batch(frames)
+    for frame, out in zip(frames, outs, strict=True):
+        reference = torch_reference(model, frame)
+        assert out.shape == frame.shape and _max_diff(reference, frame) > 0
+        assert _max_diff(out, reference) <= LEVELS
 
 
 def test_pixel_shuffle_stays_in_graphs_that_use_it_elsewhere(student):
