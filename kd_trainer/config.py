@@ -36,6 +36,9 @@ class TrainConfig:
     samples_per_epoch: int = 512
     teacher_samples: int = 0  # only the first N bank samples get teacher outputs (0 = all)
     teacher_gate: bool = False  # KD term only on samples where the teacher beats the input (L1 vs GT)
+    # with teacher_gate: 0 = gate whole samples; N > 0 = gate N x N windows: where the teacher is not closer to the
+    # ground truth than the input (mean L1 over the window), the KD target there is the ground truth
+    teacher_gate_window: int = 0
     degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
@@ -110,6 +113,10 @@ class TrainConfig:
             )
         if self.max_steps < 0:
             raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.teacher_gate_window < 0 or (self.teacher_gate_window and not self.teacher_gate):
+            raise ConfigError(
+                f"teacher_gate_window must be 0, or > 0 with teacher_gate=true; got {self.teacher_gate_window}"
+            )
         if self.teacher_samples < 0:
             raise ConfigError(f"teacher_samples must be >= 0, got {self.teacher_samples}")
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):

@@ -154,6 +154,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "teacher",
             "teacher_samples",
             "teacher_gate",
+            "teacher_gate_window",
             "crop",
             "samples_per_epoch",
             "seed",
@@ -219,6 +220,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_gate,
             cfg.degradations,
             cfg.vivid,
+            cfg.teacher_gate_window,
         )
         if photos or pairs
         else None

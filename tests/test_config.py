@@ -38,6 +38,8 @@ def test_fresh_degradations_with_a_teacher_keep_its_samples_fixed() -> None:
         (["beta=0", "batch_size=0"], "batch_size must be >= 1"),
         (["novalue"], "not key=value"),
         (["teacher=maxim-deblur", "fresh_degradations=true"], "teacher cache"),
+        (["beta=0", "teacher_gate_window=7"], "with teacher_gate=true"),
+        (["beta=0", "teacher_gate=true", "teacher_gate_window=-1"], "teacher_gate_window must be"),
     ],
 )
 def test_bad_configs_raise_clear_errors(overrides: list[str], message: str) -> None:

@@ -10,6 +10,7 @@ from kd_trainer.data import (
     TrainBank,
     find_pairs,
     find_photos,
+    gate_teacher,
     spread,
     validation_frames,
     vivid_colours,
@@ -222,6 +223,60 @@ def test_teacher_gate_keeps_only_outputs_better_than_the_input(photo_dirs) -> No
     better = [float(np.abs(bank.sample(i).inp.astype(int) - bank.sample(i).gt).mean() > 0) for i in range(12)]
     assert flags == [0.0 if i % 2 == 0 else better[i] for i in range(12)]
     assert sum(flags) >= 2
+
+
+def test_window_gate_keeps_the_teacher_only_where_it_beats_the_input() -> None:
+    """Left half: noisy input, teacher close to the truth -> the teacher is kept. Right half: clean input, the
+    teacher adds noise (MAXIM on noisy text) -> the target there is the ground truth."""
+    rng = np.random.default_rng(0)
+    gt = rng.integers(60, 196, (32, 64, 3), dtype=np.uint8)
+    noise = rng.integers(-40, 41, gt.shape)
+    inp, teacher = gt.copy(), gt.copy()
+    inp[:, :32] = np.clip(gt[:, :32] + noise[:, :32], 0, 255)
+    teacher[:, :32] = np.clip(gt[:, :32] + noise[:, :32] // 8, 0, 255)
+    teacher[:, 32:] = np.clip(gt[:, 32:] + noise[:, 32:] // 2, 0, 255)
+    gated = gate_teacher(teacher, inp, gt, 5)
+    assert gated.dtype == np.uint8 and gated.shape == gt.shape
+    assert np.array_equal(gated[:, :30], teacher[:, :30])  # two columns left of the seam: windows mix halves
+    assert np.array_equal(gated[:, 34:], gt[:, 34:])
+    assert not np.array_equal(teacher[:, 34:], gt[:, 34:])
+    # a sample-wide gate would have kept all of it: the teacher is closer to the truth on average
+    assert np.abs(teacher.astype(int) - gt).mean() < np.abs(inp.astype(int) - gt).mean()
+
+
+def test_window_gate_in_the_bank_replaces_only_the_worse_windows(photo_dirs) -> None:
+    from kd_trainer.models.teachers import Teacher, TeacherCache
+
+    def answer(inp: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """Halfway to the truth on the left half (better than the input), inverted on the right (worse)."""
+        out = 255 - inp
+        half = inp.shape[1] // 2
+        out[:, :half] = ((inp[:, :half].astype(np.uint16) + gt[:, :half]) // 2).astype(np.uint8)
+        return out
+
+    class HalfGood(Teacher):
+        key = "half-good"
+
+        def __init__(self, bank: TrainBank) -> None:
+            self.truths = {bank.sample(i).inp.tobytes(): bank.sample(i).gt for i in range(bank.size)}
+
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            return answer(rgb, self.truths[rgb.tobytes()])
+
+    train, _ = photo_dirs
+    # fresh: no per-epoch turn of the images, so the items line up with bank.sample(i)
+    bank = TrainBank(find_photos(train), [], crop=32, size=4, fresh=True, teacher_gate=True, gate_window=7)
+    bank.teacher = TeacherCache(HalfGood(bank))
+    kept = 0
+    for i in range(4):
+        item, s = bank[i], bank.sample(i)
+        teacher = answer(s.inp, s.gt)
+        expected = gate_teacher(teacher, s.inp, s.gt, 7)
+        assert float(item["has_teacher"]) == 1.0
+        assert torch.equal(item["teacher"], torch.from_numpy(expected).permute(2, 0, 1).float().div_(255.0))
+        assert np.array_equal(expected[:, 20:], s.gt[:, 20:])  # the inverted right half is never kept
+        kept += int((expected != s.gt).any())
+    assert kept, "the teacher must be kept somewhere, or this shows nothing"
 
 
 def test_evaluate_scores_a_chain_that_drew_the_clean_pipeline_by_its_other_frames() -> None:
