@@ -246,10 +246,11 @@ class TrainBank(Dataset):
         s = self.sample(index)
         has_teacher = self.teacher is not None and index < self.teacher_count
         images = [s.inp, s.gt] + ([self.teacher(s.inp)] if has_teacher else [])
-        if has_teacher and self.teacher_gate and self.gate_window:
-            images[2] = gate_teacher(images[2], s.inp, s.gt, self.gate_window)
-        elif has_teacher and self.teacher_gate:
-            has_teacher = _l1(images[2], s.gt) < _l1(s.inp, s.gt)
+        if has_teacher and self.teacher_gate:
+            if self.gate_window:  # per window: the ground truth where the teacher is worse
+                images[2] = gate_teacher(images[2], s.inp, s.gt, self.gate_window)
+            else:  # the whole sample
+                has_teacher = _l1(images[2], s.gt) < _l1(s.inp, s.gt)
         if not self.is_fresh(index):  # a new orientation each epoch; the teacher output turns with its input
             images = _augment(images, np.random.default_rng([self.seed, index, self.epoch, 1]))
         item = {"inp": to_tensor(images[0]), "gt": to_tensor(images[1])}
