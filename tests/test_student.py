@@ -246,3 +246,18 @@ def test_exported_students_have_no_transposed_convs(tmp_path) -> None:
     result = export_onnx(perturbed_student("runet-m3"), tmp_path / "m3.onnx", height=64, width=64)
     ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
     assert "ConvTranspose" not in ops and "DepthToSpace" in ops
+
+
+def test_half_blocks_are_one_conv_residuals_and_round_trip() -> None:
+    model = perturbed_student("runet-fh").eval()
+    block = model.encoders[0][0]
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in block.modules()) == 1
+    x = torch.randn(2, 16, 9, 11)
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + block.conv2(torch.relu(x)))
+    assert count_macs(model) < count_macs(build_student("runet-f2"))
+    cfg = model.config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    assert "half" not in build_student("runet-f2").config.to_dict()  # older checkpoints stay as they were
+    with pytest.raises(ValueError, match="half"):
+        StudentConfig.from_dict(cfg.to_dict() | {"half": "no"})

@@ -49,6 +49,7 @@ class StudentConfig:
     band_kernel: int = 5  # kernel size of the band filters
     context: int = 0  # width of a whole-frame context branch that rescales the features (0 = none)
     lowcut: int = 0  # block size of the local mean removed from the residual (0 = none): high-pass output
+    half: bool = False  # residual blocks with one conv, x + conv3x3(relu(x)), instead of two (CPU speed)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -92,7 +93,7 @@ class StudentConfig:
             "band_kernel": self.band_kernel,
             "context": self.context,
             "lowcut": self.lowcut,
-        }
+        } | ({"half": True} if self.half else {})  # absent when False: older checkpoints stay byte-identical
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
@@ -105,6 +106,7 @@ class StudentConfig:
             "band_kernel",
             "context",
             "lowcut",
+            "half",
             "description",
         }
         if unknown:
@@ -118,7 +120,15 @@ class StudentConfig:
             band_kernel=int(data.get("band_kernel", 5)),
             context=int(data.get("context", 0)),
             lowcut=int(data.get("lowcut", 0)),
+            half=_flag(data.get("half", False)),
         )
+
+
+def _flag(value: Any) -> bool:
+    """A boolean config value, strictly (a checkpoint's "half": "no" must not read as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"half must be true or false, got {value!r}")
+    return value
 
 
 STUDENTS: dict[str, StudentConfig] = {
@@ -135,6 +145,14 @@ STUDENTS: dict[str, StudentConfig] = {
         (1,),
         bands=1,
         description="fast v2 for CPUs: runet-f's single level plus a gain-steered full-resolution band",
+    ),
+    "runet-fh": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        half=True,
+        description="runet-f2 with a one-conv residual block: ~10% faster on CPUs",
     ),
     "runet-f3": StudentConfig(
         4,
@@ -207,6 +225,17 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class HalfResBlock(nn.Module):
+    """x + conv3x3(relu(x)): a ResBlock without its first conv (the stem or previous block feeds it)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)  # named like ResBlock's second conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(x))
 
 
 #: BT.709 luma weights: the bands sharpen brightness only, so colours never fringe.
@@ -362,14 +391,15 @@ class ResidualUNet(nn.Module):
         super().__init__()
         self.config = config
         w, u = config.widths, config.unshuffle
+        block = HalfResBlock if config.half else ResBlock
         self.stem = nn.Conv2d(3, w[0], u, stride=u) if u > 1 else nn.Conv2d(3, w[0], 3, padding=1)
         self.encoders = nn.ModuleList(
-            nn.Sequential(*[ResBlock(wi) for _ in range(b)]) for wi, b in zip(w, config.blocks, strict=True)
+            nn.Sequential(*[block(wi) for _ in range(b)]) for wi, b in zip(w, config.blocks, strict=True)
         )
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(BlockUp(w[i + 1], w[i], 2) for i in range(len(w) - 1))
         self.decoders = nn.ModuleList(
-            nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
+            nn.Sequential(*[block(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
         )
         self.context = FrameContext(w[0], config.context) if config.context else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
