@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bare_name_resolves_to_the_packaged_recipe(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # nothing checkout-relative
-    assert load_config("fast").model == "runet-f2"
+    assert load_config("fast").model == "runet-fh"
     assert load_config("quality", ["epochs=1"]).epochs == 1
     own = tmp_path / "fast"  # an existing path wins over the packaged name
     own.write_text("model: runet-p\nbeta: 0\n")
