@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -108,10 +109,10 @@ def gate_teacher(teacher: np.ndarray, inp: np.ndarray, gt: np.ndarray, window: i
     amplify noise. With the window gate the KD term pulls towards the ground truth wherever the teacher would
     pull away from it.
     """
-    import cv2
+    truth = gt.astype(np.float32)
 
     def local_error(image: np.ndarray) -> np.ndarray:
-        error = np.abs(image.astype(np.float32) - gt.astype(np.float32)).mean(axis=2)
+        error = np.abs(image.astype(np.float32) - truth).mean(axis=2)
         return cv2.blur(error, (window, window), borderType=cv2.BORDER_REFLECT_101)
 
     better = local_error(teacher) < local_error(inp)
