@@ -318,15 +318,26 @@ MIXES = ("call", "balanced")
 SINGLE_STEP_SHARE = 0.30
 
 
-def sample_train_chain(rng: np.random.Generator, h264: bool | None = None, mix: str = "call") -> Chain:
-    """A random call pipeline for training; every step's variant is drawn (see the module docstring)."""
+def sample_train_chain(
+    rng: np.random.Generator,
+    h264: bool | None = None,
+    mix: str = "call",
+    single_step_share: float = SINGLE_STEP_SHARE,
+) -> Chain:
+    """A random call pipeline for training; every step's variant is drawn (see the module docstring).
+
+    With ``mix="balanced"``, ``single_step_share`` of all chains are one kind of damage alone (the rest are
+    clean or whole call pipelines); it must leave room for the clean share.
+    """
     if mix not in MIXES:
         raise ValueError(f"unknown training mix {mix!r}; known: {', '.join(MIXES)}")
+    if not 0.0 <= single_step_share <= 1.0 - CLEAN_SHARE:
+        raise ValueError(f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g}, got {single_step_share}")
     if h264 is None:
         h264 = has_h264()
     if rng.random() < CLEAN_SHARE:
         return Chain(clean=True)
-    if mix == "balanced" and rng.random() < SINGLE_STEP_SHARE / (1 - CLEAN_SHARE):
+    if mix == "balanced" and rng.random() < single_step_share / (1 - CLEAN_SHARE):
         return _single_step_chain(rng, h264)
     p: dict[str, Any] = {}
     r = rng.random()

@@ -40,6 +40,10 @@ class TrainConfig:
     # ground truth than the input (mean L1 over the window), the KD target there is the ground truth
     teacher_gate_window: int = 0
     degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
+    # with chains-balanced: share of samples that are one kind of damage alone (noise, JPEG, blur, ...); the
+    # rest are clean (15%) or whole call pipelines. More of it teaches what a frame that is only noisy or only
+    # compressed needs: no sharpening
+    single_step_share: float = 0.30
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
     # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
@@ -119,6 +123,18 @@ class TrainConfig:
             )
         if self.teacher_samples < 0:
             raise ConfigError(f"teacher_samples must be >= 0, got {self.teacher_samples}")
+        from kd_trainer.chain import CLEAN_SHARE, SINGLE_STEP_SHARE
+
+        if not 0.0 <= self.single_step_share <= 1.0 - CLEAN_SHARE:
+            raise ConfigError(
+                f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g} (the clean share is {CLEAN_SHARE:g}), "
+                f"got {self.single_step_share}"
+            )
+        if self.single_step_share != SINGLE_STEP_SHARE and self.degradations != "chains-balanced":
+            raise ConfigError(
+                f"single_step_share={self.single_step_share} only applies to degradations=chains-balanced "
+                f"(got degradations={self.degradations})"
+            )
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

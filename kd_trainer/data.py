@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kd_trainer.chain import apply_chain, sample_train_chain
+from kd_trainer.chain import SINGLE_STEP_SHARE, apply_chain, sample_train_chain
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
 
@@ -163,6 +163,7 @@ class TrainBank(Dataset):
         degradations: str = "chains",
         vivid: float = 0.0,
         gate_window: int = 0,
+        single_step_share: float = SINGLE_STEP_SHARE,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -183,6 +184,7 @@ class TrainBank(Dataset):
         if not 0.0 <= vivid <= 1.0:
             raise DataError(f"vivid must be a share in 0..1, got {vivid}")
         self.vivid = vivid
+        self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -241,7 +243,9 @@ class TrainBank(Dataset):
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
         mix = "balanced" if self.degradations == "chains-balanced" else "call"
-        return chain_sample(self._image(path), self.crop, rng, str(path), mix, self.vivid)
+        return chain_sample(
+            self._image(path), self.crop, rng, str(path), mix, self.vivid, self.single_step_share
+        )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
@@ -302,14 +306,16 @@ def chain_sample(
     name: str,
     mix: str = "call",
     vivid: float = 0.0,
+    single_step_share: float = SINGLE_STEP_SHARE,
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
-    vivid first for a ``vivid`` share of the calls."""
+    vivid first for a ``vivid`` share of the calls; ``single_step_share`` as in
+    :func:`kd_trainer.chain.sample_train_chain`."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
     region = _maybe_vivid(region, rng, vivid)
-    chain = sample_train_chain(rng, mix=mix)
+    chain = sample_train_chain(rng, mix=mix, single_step_share=single_step_share)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))
     return Sample(

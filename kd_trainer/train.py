@@ -160,6 +160,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "seed",
             "data_seed",
             "degradations",
+            "single_step_share",
             "alpha",
             "beta",
         )
@@ -221,6 +222,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.degradations,
             cfg.vivid,
             cfg.teacher_gate_window,
+            cfg.single_step_share,
         )
         if photos or pairs
         else None

@@ -8,6 +8,7 @@ import pytest
 from kd_trainer.chain import (
     CLEAN_SHARE,
     PIL_SCALERS,
+    SINGLE_STEP_SHARE,
     TEST_FAMILIES,
     TRAIN_DOWN_SCALERS,
     TRAIN_H264_PRESETS,
@@ -151,6 +152,29 @@ def test_balanced_mix_adds_single_step_damage_and_call_mix_is_unchanged() -> Non
     assert a == b
     with pytest.raises(ValueError, match="unknown training mix"):
         sample_train_chain(rng, mix="nope")
+
+
+def test_single_step_share_sets_how_much_damage_comes_alone() -> None:
+    def share(value: float) -> float:
+        rng = np.random.default_rng(5)
+        chains = [
+            sample_train_chain(rng, h264=True, mix="balanced", single_step_share=value) for _ in range(1500)
+        ]
+        return sum(not c.clean and sum(_steps(c)) == 1 for c in chains) / len(chains)
+
+    assert share(0.0) < 0.1  # a few whole pipelines happen to draw one step only
+    assert share(0.6) > share(0.3) + 0.2
+    # the default is the balanced mix as it always was: the same chains for the same seed
+    a = [sample_train_chain(np.random.default_rng(4), h264=True, mix="balanced") for _ in range(20)]
+    b = [
+        sample_train_chain(
+            np.random.default_rng(4), h264=True, mix="balanced", single_step_share=SINGLE_STEP_SHARE
+        )
+        for _ in range(20)
+    ]
+    assert a == b
+    with pytest.raises(ValueError, match="single_step_share must be in"):
+        sample_train_chain(np.random.default_rng(0), mix="balanced", single_step_share=0.9)
 
 
 def _steps(c: Chain) -> list[bool]:
