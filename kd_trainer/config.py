@@ -39,6 +39,9 @@ class TrainConfig:
     # with teacher_gate: 0 = gate whole samples; N > 0 = gate N x N windows: where the teacher is not closer to the
     # ground truth than the input (mean L1 over the window), the KD target there is the ground truth
     teacher_gate_window: int = 0
+    # no KD term on samples whose chain added sensor noise (chain degradations only): the ground truth alone
+    # teaches what a noisy frame needs; a deblurring teacher sharpens noise with the detail
+    teacher_skip_noise: bool = False
     degradations: str = "chains"  # chains (call pipelines, kd_trainer.chain) | chains-balanced | presets (v1)
     # with chains-balanced: share of samples that are one kind of damage alone (noise, JPEG, blur, ...); the
     # rest are clean (15%) or whole call pipelines. More of it teaches what a frame that is only noisy or only
@@ -129,6 +132,11 @@ class TrainConfig:
             raise ConfigError(
                 f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g} (the clean share is {CLEAN_SHARE:g}), "
                 f"got {self.single_step_share}"
+            )
+        if self.teacher_skip_noise and self.degradations not in ("chains", "chains-balanced"):
+            raise ConfigError(
+                f"teacher_skip_noise=true needs chain degradations (chains or chains-balanced), "
+                f"got degradations={self.degradations}"
             )
         if self.single_step_share != SINGLE_STEP_SHARE and self.degradations != "chains-balanced":
             raise ConfigError(

@@ -134,6 +134,7 @@ class Sample:
     inp: np.ndarray
     gt: np.ndarray
     preset: str
+    noisy: bool = False  # its degradation added sensor noise (training chains only)
 
 
 MEMO_LIMIT_BYTES = 2 << 30
@@ -164,6 +165,7 @@ class TrainBank(Dataset):
         vivid: float = 0.0,
         gate_window: int = 0,
         single_step_share: float = SINGLE_STEP_SHARE,
+        skip_noisy: bool = False,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -185,6 +187,7 @@ class TrainBank(Dataset):
             raise DataError(f"vivid must be a share in 0..1, got {vivid}")
         self.vivid = vivid
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
+        self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -250,6 +253,8 @@ class TrainBank(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)
         has_teacher = self.teacher is not None and index < self.teacher_count
+        if self.skip_noisy and s.noisy:
+            has_teacher = False
         images = [s.inp, s.gt] + ([self.teacher(s.inp)] if has_teacher else [])
         if has_teacher and self.teacher_gate:
             if self.gate_window:  # per window: the ground truth where the teacher is worse
@@ -322,6 +327,7 @@ def chain_sample(
         np.ascontiguousarray(degraded[cut]),
         np.ascontiguousarray(region[cut]),
         "clean" if chain.clean else "chain",
+        noisy=chain.noise != "none",
     )
 
 

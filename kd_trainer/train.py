@@ -155,6 +155,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "teacher_samples",
             "teacher_gate",
             "teacher_gate_window",
+            "teacher_skip_noise",
             "crop",
             "samples_per_epoch",
             "seed",
@@ -223,6 +224,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.vivid,
             cfg.teacher_gate_window,
             cfg.single_step_share,
+            cfg.teacher_skip_noise,
         )
         if photos or pairs
         else None

@@ -41,6 +41,7 @@ def test_fresh_degradations_with_a_teacher_keep_its_samples_fixed() -> None:
         (["beta=0", "teacher_gate_window=7"], "with teacher_gate=true"),
         (["beta=0", "teacher_gate=true", "teacher_gate_window=-1"], "teacher_gate_window must be"),
         (["beta=0", "single_step_share=0.5"], "only applies to degradations=chains-balanced"),
+        (["beta=0", "degradations=presets", "teacher_skip_noise=true"], "needs chain degradations"),
         (["beta=0", "degradations=chains-balanced", "single_step_share=0.9"], "single_step_share must be in"),
     ],
 )

@@ -201,6 +201,31 @@ def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
     assert terms["l1_teacher"] == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_skip_noisy_drops_the_teacher_on_samples_whose_chain_added_noise(photo_dirs) -> None:
+    from kd_trainer.models.teachers import Teacher, TeacherCache
+
+    class Invert(Teacher):
+        key = "invert"
+
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            return 255 - rgb
+
+    train, _ = photo_dirs
+    size = 40
+    plain = TrainBank(find_photos(train), [], crop=32, size=size, seed=2, teacher=TeacherCache(Invert()))
+    skip = TrainBank(
+        find_photos(train), [], crop=32, size=size, seed=2, teacher=TeacherCache(Invert()), skip_noisy=True
+    )
+    noisy = [plain.sample(i).noisy for i in range(size)]
+    assert 0 < sum(noisy) < size  # the chains drew both kinds
+    for i in range(size):
+        a, b = plain[i], skip[i]
+        assert torch.equal(a["inp"], b["inp"]) and torch.equal(a["gt"], b["gt"])  # the same samples
+        assert float(a["has_teacher"]) == 1.0
+        assert float(b["has_teacher"]) == (0.0 if noisy[i] else 1.0)
+        assert torch.equal(b["teacher"], b["gt"] if noisy[i] else a["teacher"])
+
+
 def test_teacher_gate_keeps_only_outputs_better_than_the_input(photo_dirs) -> None:
     from kd_trainer.models.teachers import Teacher, TeacherCache
 
