@@ -175,8 +175,9 @@ def test_fft_and_edge_losses_are_zero_only_for_equal_images() -> None:
     assert float(edge_l1(flat, flat)) == 0.0 and float(fft_l1(flat, flat)) == 0.0
 
 
-def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
-    from kd_trainer.models.teachers import Teacher, TeacherCache
+def _invert_teacher():
+    """A teacher that inverts its input: easy to tell from the ground truth in a test."""
+    from kd_trainer.models.teachers import Teacher
 
     class Invert(Teacher):
         key = "invert"
@@ -184,8 +185,14 @@ def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
         def __call__(self, rgb: np.ndarray) -> np.ndarray:
             return 255 - rgb
 
+    return Invert()
+
+
+def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
+    from kd_trainer.models.teachers import TeacherCache
+
     train, _ = photo_dirs
-    cache = TeacherCache(Invert())
+    cache = TeacherCache(_invert_teacher())
     bank = TrainBank(find_photos(train), [], crop=32, size=4, teacher=cache, teacher_count=2)
     assert len(list(bank.teacher_inputs())) == 2
     items = [bank[i] for i in range(4)]
@@ -202,19 +209,21 @@ def test_teacher_outputs_on_part_of_the_bank_are_masked(photo_dirs) -> None:
 
 
 def test_skip_noisy_drops_the_teacher_on_samples_whose_chain_added_noise(photo_dirs) -> None:
-    from kd_trainer.models.teachers import Teacher, TeacherCache
-
-    class Invert(Teacher):
-        key = "invert"
-
-        def __call__(self, rgb: np.ndarray) -> np.ndarray:
-            return 255 - rgb
+    from kd_trainer.models.teachers import TeacherCache
 
     train, _ = photo_dirs
     size = 40
-    plain = TrainBank(find_photos(train), [], crop=32, size=size, seed=2, teacher=TeacherCache(Invert()))
+    plain = TrainBank(
+        find_photos(train), [], crop=32, size=size, seed=2, teacher=TeacherCache(_invert_teacher())
+    )
     skip = TrainBank(
-        find_photos(train), [], crop=32, size=size, seed=2, teacher=TeacherCache(Invert()), skip_noisy=True
+        find_photos(train),
+        [],
+        crop=32,
+        size=size,
+        seed=2,
+        teacher=TeacherCache(_invert_teacher()),
+        skip_noisy=True,
     )
     noisy = [plain.sample(i).noisy for i in range(size)]
     assert 0 < sum(noisy) < size  # the chains drew both kinds
