@@ -318,6 +318,14 @@ MIXES = ("call", "balanced")
 SINGLE_STEP_SHARE = 0.30
 
 
+def check_single_step_share(share: float) -> None:
+    """Raise ValueError unless ``share`` leaves room for the clean share (0 .. 1 - :data:`CLEAN_SHARE`)."""
+    if not 0.0 <= share <= 1.0 - CLEAN_SHARE:
+        raise ValueError(
+            f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g} (the clean share is {CLEAN_SHARE:g}), got {share}"
+        )
+
+
 def sample_train_chain(
     rng: np.random.Generator,
     h264: bool | None = None,
@@ -331,8 +339,7 @@ def sample_train_chain(
     """
     if mix not in MIXES:
         raise ValueError(f"unknown training mix {mix!r}; known: {', '.join(MIXES)}")
-    if not 0.0 <= single_step_share <= 1.0 - CLEAN_SHARE:
-        raise ValueError(f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g}, got {single_step_share}")
+    check_single_step_share(single_step_share)
     if h264 is None:
         h264 = has_h264()
     if rng.random() < CLEAN_SHARE:

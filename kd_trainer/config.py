@@ -126,13 +126,12 @@ class TrainConfig:
             )
         if self.teacher_samples < 0:
             raise ConfigError(f"teacher_samples must be >= 0, got {self.teacher_samples}")
-        from kd_trainer.chain import CLEAN_SHARE, SINGLE_STEP_SHARE
+        from kd_trainer.chain import SINGLE_STEP_SHARE, check_single_step_share
 
-        if not 0.0 <= self.single_step_share <= 1.0 - CLEAN_SHARE:
-            raise ConfigError(
-                f"single_step_share must be in 0..{1.0 - CLEAN_SHARE:g} (the clean share is {CLEAN_SHARE:g}), "
-                f"got {self.single_step_share}"
-            )
+        try:
+            check_single_step_share(self.single_step_share)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.teacher_skip_noise and self.degradations not in ("chains", "chains-balanced"):
             raise ConfigError(
                 f"teacher_skip_noise=true needs chain degradations (chains or chains-balanced), "
