@@ -269,9 +269,17 @@ class TrainBank(Dataset):
             item["has_teacher"] = torch.tensor(float(has_teacher))
         return item
 
+    def teacher_indices(self) -> list[int]:
+        """The samples that get a teacher output: the first ``teacher_count``, less the noisy ones with
+        ``skip_noisy`` (their KD target is the ground truth, so the teacher never needs to see them)."""
+        indices = range(self.teacher_count)
+        if not self.skip_noisy:
+            return list(indices)
+        return [i for i in indices if not self.sample(i).noisy]
+
     def teacher_inputs(self) -> Iterator[np.ndarray]:
         """Every input the teacher must see (for computing the cache up front)."""
-        for i in range(self.teacher_count):
+        for i in self.teacher_indices():
             yield self.sample(i).inp
 
 

@@ -94,13 +94,13 @@ def teacher_todo(bank, teacher, cfg, progress: bool = True) -> tuple[int, float,
     timed (outside the cache); without it (MAXIM not converted yet) every sample counts, at MAXIM's CPU speed.
     """
     if teacher is None:
-        return bank.teacher_count, estimate_teacher_seconds(cfg.teacher, cfg.crop), "estimated"
+        return len(bank.teacher_indices()), estimate_teacher_seconds(cfg.teacher, cfg.crop), "estimated"
     from tqdm.auto import tqdm
 
     from kd_trainer.models.teachers import TeacherCache
 
     cache = TeacherCache(teacher)
-    indices = tqdm(range(bank.teacher_count), desc="checking the teacher cache", disable=not progress)
+    indices = tqdm(bank.teacher_indices(), desc="checking the teacher cache", disable=not progress)
     todo = [i for i in indices if not cache.path_for(bank.sample(i).inp).is_file()]
     per = time_call(lambda: teacher(bank.sample(todo[0]).inp)) if todo else 0.0
     return len(todo), per, "measured"

@@ -264,7 +264,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             if bank is not None:
                 todo, per, how = teacher_todo(bank, teacher, cfg, progress)
                 plan.add(
-                    f"teacher inference: {todo} of {bank.teacher_count} samples not in the cache x {per:.2f} s "
+                    f"teacher inference: {todo} of {len(bank.teacher_indices())} samples not in the cache x {per:.2f} s "
                     f"({how})",
                     "teacher",
                     todo * per,
@@ -295,7 +295,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             bank.teacher = TeacherCache(teacher)
             for inp in tqdm(
                 bank.teacher_inputs(),
-                total=bank.teacher_count,
+                total=len(bank.teacher_indices()),
                 desc=f"teacher {cfg.teacher}",
                 disable=not progress,
             ):

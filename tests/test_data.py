@@ -227,6 +227,14 @@ def test_skip_noisy_drops_the_teacher_on_samples_whose_chain_added_noise(photo_d
     )
     noisy = [plain.sample(i).noisy for i in range(size)]
     assert 0 < sum(noisy) < size  # the chains drew both kinds
+    # the teacher stage only computes what is used: no teacher output for the noisy samples
+    assert plain.teacher_indices() == list(range(size))
+    assert skip.teacher_indices() == [i for i in range(size) if not noisy[i]]
+    inputs = list(skip.teacher_inputs())
+    assert len(inputs) == size - sum(noisy)
+    assert all(
+        np.array_equal(x, skip.sample(i).inp) for x, i in zip(inputs, skip.teacher_indices(), strict=True)
+    )
     for i in range(size):
         a, b = plain[i], skip[i]
         assert torch.equal(a["inp"], b["inp"]) and torch.equal(a["gt"], b["gt"])  # the same samples

@@ -44,6 +44,25 @@ def _log_steps(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def test_the_teacher_never_sees_samples_it_would_be_skipped_on(photo_dirs, tmp_path, capsys) -> None:
+    """With ``teacher_skip_noise`` the teacher stage (plan, progress, cache) covers only the samples whose
+    chain added no noise: the noisy ones train on the ground truth alone."""
+    teacher = tmp_path / "teacher.onnx"
+    _affine_onnx(teacher)
+    common = (
+        "samples_per_epoch=24",
+        "epochs=1",
+        "degradations=chains",
+        f"teacher=onnx:{teacher}",
+        "beta=0.2",
+    )
+    assert train_main(_args(photo_dirs, tmp_path, "skip", *common, "teacher_skip_noise=true")) == 0
+    out = capsys.readouterr().out
+    computed = int(out.split(" reused, ")[1].split(" computed")[0])
+    assert 0 < computed < 24  # some of the 24 chains added noise
+    assert f"teacher inference: {computed} of {computed} samples not in the cache" in out
+
+
 def test_distil_export_and_parity(photo_dirs, tmp_path, capsys) -> None:
     teacher = tmp_path / "teacher.onnx"
     _affine_onnx(teacher)
