@@ -3,7 +3,7 @@
 For every frame and test family, the best ``size`` x ``size`` linear filter (per colour channel, plus an offset)
 is fitted by least squares *on that frame's own ground truth* and scored like a student: PSNR of its output
 minus the degraded input's. No product could ship it (it knows the answer, per frame), so it bounds every fixed
-or per-frame linear filter, unsharp masks included. A family where even this oracle gains little is one where a
+or per-frame linear filter of that size, unsharp masks of a small radius included. A family where even this oracle gains little is one where a
 sharpener has to rebuild detail the codec threw away, not amplify what is left.
 
     python -m benchmarks.linear_bound --families call-540p,call-360p,mixed --json runs/linear-bound.json
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
@@ -28,8 +29,9 @@ def fit_linear_filter(
     degraded: np.ndarray, target: np.ndarray, size: int = 9, samples: int = 200_000, seed: int = 0
 ) -> np.ndarray:
     """Least-squares ``size`` x ``size`` filter plus offset mapping each channel of ``degraded`` onto
-    ``target`` (both HxWx3 uint8), fitted on ``samples`` random pixels whose window lies inside the frame. Returns ``(3, size*size + 1)``:
-    per channel, the correlation weights in row-major window order, then the offset."""
+    ``target`` (both HxWx3 uint8), fitted on ``samples`` random pixels whose window lies inside the frame.
+    Returns ``(3, size*size + 1)``: per channel, the correlation weights in row-major window order, then the
+    offset."""
     if degraded.shape != target.shape or degraded.ndim != 3 or degraded.shape[2] != 3:
         raise BenchInputError(f"need two HxWx3 frames of one shape, got {degraded.shape} and {target.shape}")
     if size < 1 or size % 2 == 0:
@@ -84,7 +86,7 @@ def linear_bound(
     frames = ts.load_val_frames(val_dir, None)
     dset = ts.degraded_set(frames, names, progress=progress, desc="degrading val frames")
     per_family: dict[str, dict[str, float]] = {}
-    for item in dset:
+    for item in tqdm(dset, desc=f"fitting {size}x{size} filters", unit="frame", disable=not progress):
         per_family.setdefault(item.family, {})[item.name] = oracle_gain(item.degraded, item.gt, size, samples)
     return {
         family: {
