@@ -52,6 +52,9 @@ class TrainConfig:
     # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
     # nearly empty channels, which photos rarely have (0 = off, the draws of every other sample unchanged)
     vivid: float = 0.0
+    # share of photo crops cut from the rendered screens and scanned pages (kd_trainer.screens) instead of the
+    # other photos; -1 = off: every photo equally likely, as always (27 of the 73 training photos are rendered)
+    synthetic_share: float = -1.0
     val_presets: list[str] = field(
         default_factory=lambda: [
             "gauss0.5",
@@ -142,6 +145,8 @@ class TrainConfig:
                 f"single_step_share={self.single_step_share} only applies to degradations=chains-balanced "
                 f"(got degradations={self.degradations})"
             )
+        if self.synthetic_share != -1.0 and not 0.0 <= self.synthetic_share <= 1.0:
+            raise ConfigError(f"synthetic_share must be -1 (off) or in 0..1, got {self.synthetic_share}")
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from kd_trainer.chain import SINGLE_STEP_SHARE, apply_chain, sample_train_chain
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
+from kd_trainer.screens import is_synthetic
 
 #: Training degradations: whole call chains, call chains plus single-step damage, or the v1 preset mix.
 DEGRADATIONS = ("chains", "chains-balanced", "presets")
@@ -166,10 +167,25 @@ class TrainBank(Dataset):
         gate_window: int = 0,
         single_step_share: float = SINGLE_STEP_SHARE,
         skip_noisy: bool = False,
+        synthetic_share: float = -1.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
         self.photos, self.pairs = photos, pairs
+        # < 0: every photo equally likely; else this share of photo crops comes from the rendered screens and
+        # scanned pages (kd_trainer.screens), the rest from the other photos
+        self.synthetic_share = synthetic_share
+        self._synthetic = [p for p in photos if is_synthetic(p)]
+        self._natural = [p for p in photos if not is_synthetic(p)]
+        if synthetic_share >= 0 and photos:
+            if synthetic_share > 1:
+                raise DataError(f"synthetic_share must be -1 (off) or in 0..1, got {synthetic_share}")
+            for share, group, what in (
+                (synthetic_share, self._synthetic, "rendered screens or scanned pages"),
+                (1 - synthetic_share, self._natural, "photos other than rendered screens and scans"),
+            ):
+                if share > 0 and not group:
+                    raise DataError(f"synthetic_share={synthetic_share} needs {what}, and the pool has none")
         self.crop, self.size, self.seed, self.fresh = crop, size, seed, fresh
         self.teacher = teacher  # a TeacherCache or None
         # samples [0, teacher_count) carry a teacher output; 0 means all of them
@@ -239,7 +255,7 @@ class TrainBank(Dataset):
                 )
             inp, gt = _augment(_random_crop([blur, sharp], self.crop, rng, str(sharp_path)), rng)
             return Sample(inp, gt, "paired")
-        path = self.photos[int(rng.integers(len(self.photos)))]
+        path = self.pick_photo(rng)
         if self.degradations == "presets":
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
             gt = _maybe_vivid(gt, rng, self.vivid)
@@ -249,6 +265,13 @@ class TrainBank(Dataset):
         return chain_sample(
             self._image(path), self.crop, rng, str(path), mix, self.vivid, self.single_step_share
         )
+
+    def pick_photo(self, rng: np.random.Generator) -> Path:
+        """The photo a sample is cut from: uniform over all photos, or by ``synthetic_share`` first."""
+        if self.synthetic_share < 0:
+            return self.photos[int(rng.integers(len(self.photos)))]
+        group = self._synthetic if rng.random() < self.synthetic_share else self._natural
+        return group[int(rng.integers(len(group)))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = self.sample(index)

@@ -538,7 +538,7 @@ def screen_sources(work: Path, count: int | None = None) -> list[SourceImage]:
 
     return _rendered_sources(
         work,
-        "screen",
+        screens.SCREEN_PREFIX,
         screens.render_screen,
         SCREEN_COUNT if count is None else count,
         lambda seed: screens.LAYOUTS[seed % len(screens.LAYOUTS)],
@@ -553,7 +553,7 @@ def scan_sources(work: Path, count: int | None = None) -> list[SourceImage]:
 
     return _rendered_sources(
         work,
-        "scan",
+        screens.SCAN_PREFIX,
         screens.render_scan,
         SCAN_COUNT if count is None else count,
         lambda seed: "bilevel" if seed % 2 == 0 else "grey",

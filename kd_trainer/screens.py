@@ -14,6 +14,15 @@ import cv2
 import numpy as np
 
 LAYOUTS = ("document", "code", "dashboard")
+#: File-name prefixes of the rendered frames in the photo pool (``screen-NN-layout``, ``scan-NN-kind``).
+SCREEN_PREFIX, SCAN_PREFIX = "screen", "scan"
+
+
+def is_synthetic(path: Path | str) -> bool:
+    """Whether a pool file is one of these rendered screens or scanned pages (by its name)."""
+    return Path(path).name.startswith((f"{SCREEN_PREFIX}-", f"{SCAN_PREFIX}-"))
+
+
 #: Rendered size (width, height): 1.5x a 1080p frame, shrunk by the pool like any training source.
 RENDER_SIZE = (2880, 1620)
 #: Rendered size of a scanned page (portrait, 1.5x its size in the pool).

@@ -162,6 +162,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "data_seed",
             "degradations",
             "single_step_share",
+            "synthetic_share",
+            "fresh_degradations",
+            "vivid",
             "alpha",
             "beta",
         )
@@ -225,6 +228,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_gate_window,
             cfg.single_step_share,
             cfg.teacher_skip_noise,
+            cfg.synthetic_share,
         )
         if photos or pairs
         else None

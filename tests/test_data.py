@@ -410,3 +410,35 @@ def test_vivid_share_changes_only_the_chosen_crops(photo_dirs) -> None:
         assert np.abs(inp - gt).mean() < np.abs(inp - original).mean()
     with pytest.raises(DataError, match="vivid"):
         TrainBank(photos, [], crop=32, size=4, vivid=1.5)
+
+
+def test_synthetic_share_sets_how_many_crops_come_from_rendered_screens(photo_dirs, tmp_path) -> None:
+    from kd_trainer.screens import is_synthetic
+
+    train, _ = photo_dirs
+    rendered = [tmp_path / "screen-00-code.png", tmp_path / "scan-01-grey.png"]
+    for path in rendered:
+        write_image(path, np.full((96, 96, 3), 200, np.uint8))
+    photos = find_photos(train) + rendered
+    assert [is_synthetic(p) for p in photos] == [False, False, True, True]
+
+    def picks(share: float) -> list[bool]:
+        bank = TrainBank(photos, [], crop=32, size=4, synthetic_share=share)
+        rng = np.random.default_rng(0)
+        return [is_synthetic(bank.pick_photo(rng)) for _ in range(400)]
+
+    assert not any(picks(0.0)) and all(picks(1.0))
+    assert 0.15 < np.mean(picks(0.25)) < 0.35
+    assert 0.35 < np.mean(picks(-1.0)) < 0.65  # off: every photo equally likely (2 of 4 are rendered)
+    # the share changes which photo a sample is cut from, nothing else: samples stay deterministic
+    a, b = (TrainBank(photos, [], crop=32, size=4, seed=1, synthetic_share=0.25) for _ in range(2))
+    assert all(np.array_equal(a.sample(i).inp, b.sample(i).inp) for i in range(4))
+
+
+def test_synthetic_share_needs_both_kinds_of_photo(photo_dirs) -> None:
+    train, _ = photo_dirs
+    with pytest.raises(DataError, match="needs rendered screens or scanned pages"):
+        TrainBank(find_photos(train), [], crop=32, size=4, synthetic_share=0.3)
+    TrainBank(find_photos(train), [], crop=32, size=4, synthetic_share=0.0)  # no rendered frames needed
+    with pytest.raises(DataError, match="-1 \\(off\\) or in 0..1"):
+        TrainBank(find_photos(train), [], crop=32, size=4, synthetic_share=1.5)
