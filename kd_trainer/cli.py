@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from kd_trainer import __version__
@@ -102,6 +106,7 @@ def train_main(argv: list[str] | None = None) -> int:
     from kd_trainer.models.teachers import TeacherError
     from kd_trainer.train import train
 
+    cfg = None
     try:
         if isinstance(args.resume, str):
             run_dir = Path(args.resume)
@@ -112,17 +117,37 @@ def train_main(argv: list[str] | None = None) -> int:
             cfg = make_config(saved, args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
-        out = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
+        with _terminate_as_interrupt():
+            out = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
     except ConfigError as exc:  # the config or the command line is wrong: usage
         return _fail(str(exc))
     except (DataError, CheckpointError, TeacherError, FileNotFoundError) as exc:  # data or files: runtime
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
-        print("\ninterrupted; continue with: kd-train --resume (same config and overrides)", file=sys.stderr)
+        run = f" {Path(cfg.out_dir) / cfg.name}" if cfg is not None else " RUN_DIR"
+        print(f"\ninterrupted; continue with: kd-train --resume{run}", file=sys.stderr)
         return 130
     if out.name == "student.pt" and os.environ.get("RANK", "0") == "0":
         print(f"next: kd-export {out} -o student.onnx")
     return 0
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM (``kill``, a job scheduler) stops the run as Ctrl-C does: the run keeps its
+    last.pt and says how to resume. (A run started in the background with ``&`` ignores SIGINT.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def export_main(argv: list[str] | None = None) -> int:

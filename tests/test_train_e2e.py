@@ -193,6 +193,26 @@ def test_resume_after_kill_continues_the_same_loss_curve(photo_dirs, tmp_path) -
     assert read_checkpoint(tmp_path / "victim" / "student.pt")["train"]["total_steps"] == 60
 
 
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_sigterm_stops_a_run_like_ctrl_c_and_says_how_to_resume(photo_dirs, tmp_path) -> None:
+    args = _args(
+        photo_dirs, tmp_path, "termed", "samples_per_epoch=400", "epochs=4", "beta=0", "checkpoint_every=4"
+    )
+    code = f"import sys; from kd_trainer.cli import train_main; sys.exit(train_main({args!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    last = tmp_path / "termed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"interrupted; continue with: kd-train --resume {tmp_path / 'termed'}" in err
+    assert read_checkpoint(last)["train"]["step"] < 200  # it stopped early, with a checkpoint to resume from
+
+
 def test_tensorboard_scalars_when_available(photo_dirs, tmp_path, monkeypatch, capsys) -> None:
     from kd_trainer import curves, train
 
