@@ -204,6 +204,9 @@ class TrainBank(Dataset):
         self.vivid = vivid
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
+        self._teacher_indices: list[int] | None = (
+            None  # teacher_indices(), found once (those samples are fixed)
+        )
         self.epoch = 0
         self._images: dict[Path, np.ndarray] = {}
         self._memo: dict[int, Sample] | None = (
@@ -295,10 +298,11 @@ class TrainBank(Dataset):
     def teacher_indices(self) -> list[int]:
         """The samples that get a teacher output: the first ``teacher_count``, less the noisy ones with
         ``skip_noisy`` (their KD target is the ground truth, so the teacher never needs to see them)."""
-        indices = range(self.teacher_count)
-        if not self.skip_noisy:
-            return list(indices)
-        return [i for i in indices if not self.sample(i).noisy]
+        if self._teacher_indices is None:
+            self._teacher_indices = [
+                i for i in range(self.teacher_count) if not (self.skip_noisy and self.sample(i).noisy)
+            ]
+        return list(self._teacher_indices)
 
     def teacher_inputs(self) -> Iterator[np.ndarray]:
         """Every input the teacher must see (for computing the cache up front)."""
