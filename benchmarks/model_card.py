@@ -297,6 +297,14 @@ def render(result: dict[str, Any]) -> str:
         "",
         *ts.metric_table(result, "share_worse", ".2f", "share_worse"),
     ]
+    lines += [
+        "",
+        "## By content",
+        "",
+        "Mean PSNR gain (dB) over the frames of each content kind: `people` (faces and people, what a call "
+        "shows), `photo` (other photographs), `text` (scans and screens). From the same per-frame scores as above.",
+        *ts.content_tables(result),
+    ]
     lines += ["", "## Targets", "", *ts.target_tables(result)]
     if result.get("kd_pairs"):
         lines += [

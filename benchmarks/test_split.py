@@ -493,6 +493,21 @@ def score(
     return {"families": families, "overall": overall(families), "per_frame": per}
 
 
+def gains_by_content(scored: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{kind: {family: {"psnr_gain": mean, "frames": n}}}`` from a :func:`score` result's ``per_frame`` rows,
+    the frames grouped by content kind (:func:`kd_trainer.sources.frame_kind`: people, photo, text); kinds
+    with no frame are left out."""
+    from kd_trainer.sources import CONTENT_KINDS, frame_kind
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind in CONTENT_KINDS:
+        for family, rows in scored.get("per_frame", {}).items():
+            gains = [r["psnr_gain"] for r in rows if frame_kind(r["frame"]) == kind]
+            if gains:
+                out.setdefault(kind, {})[family] = {"psnr_gain": float(np.mean(gains)), "frames": len(gains)}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ targets
 #: Method name of the global tuned unsharp mask in a result's ``scores``.
 USM_GLOBAL = "unsharp mask"
@@ -586,6 +601,33 @@ def metric_table(
         if mean_key:
             cells.append(cell(s["overall"].get(mean_key), fmt))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def content_tables(result: dict[str, Any]) -> list[str]:
+    """Markdown: per content kind (people, photo, text), one row per method with its mean PSNR gain per family
+    over that kind's frames (:func:`gains_by_content`)."""
+    fams = [f for f in result["families_scored"] if f != "clean"]
+    by_method = {name: gains_by_content(s) for name, s in result["scores"].items()}
+    kinds = [k for k in dict.fromkeys(k for g in by_method.values() for k in g)]
+    lines: list[str] = []
+    for kind in kinds:
+        counts = {g[kind][f]["frames"] for g in by_method.values() if kind in g for f in g[kind]}
+        frames = f"{max(counts)} frames" if counts else "no frames"
+        lines += [
+            "",
+            f"**{kind}** ({frames}):",
+            "",
+            "| method | " + " | ".join(fams) + " | mean |",
+            "|---|" + "---:|" * (len(fams) + 1),
+        ]
+        for name, groups in by_method.items():
+            gains = [groups.get(kind, {}).get(f, {}).get("psnr_gain") for f in fams]
+            known = [g for g in gains if g is not None]
+            mean = float(np.mean(known)) if len(known) == len(fams) else None
+            lines.append(
+                f"| {name} | " + " | ".join(cell(g, "+.2f") for g in gains) + f" | {cell(mean, '+.2f')} |"
+            )
     return lines
 
 

@@ -7,6 +7,9 @@ per family and over the degraded families) and, with ``--json``, writes the full
 
     python -m benchmarks.val_families fast=kd_trainer/assets/students/fast.pt mine=runs/mine/best.pt
 
+``--by-content`` adds one line per student and content kind (people, photo, text: :func:`kd_trainer.sources.frame_kind`),
+e.g. what a student does on faces under call damage, which the family means hide.
+
 ``--vivid`` scores vivid copies of the val frames instead (:func:`kd_trainer.data.vivid_colours`, seeded per
 frame): saturated colours and nearly empty channels, where a student can break although the plain frames are
 fine.
@@ -81,6 +84,18 @@ def summary_line(name: str, result: dict[str, Any]) -> str:
     return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
 
 
+def content_lines(name: str, result: dict[str, Any]) -> list[str]:
+    """``name [people, 5 frames]: family +0.12 ... | mean (degraded) +0.05``, one line per content kind."""
+    lines = []
+    for kind, fams in ts.gains_by_content(result).items():
+        degraded = {f: g for f, g in fams.items() if f != "clean"}
+        gains = ", ".join(f"{f} {g['psnr_gain']:+.3f}" for f, g in degraded.items())
+        mean = sum(g["psnr_gain"] for g in degraded.values()) / len(degraded) if degraded else float("nan")
+        frames = max(g["frames"] for g in fams.values())
+        lines.append(f"{name} [{kind}, {frames} frames]: {gains} | mean (degraded) {mean:+.3f}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.val_families", description=__doc__.split("\n\n")[0]
@@ -93,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         "--vivid",
         action="store_true",
         help="score vivid (saturated, channel-permuted) copies of the val frames",
+    )
+    ap.add_argument(
+        "--by-content",
+        action="store_true",
+        help="also print each student's gains per content kind (people, photo, text)",
     )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -107,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, result in results.items():
         print(summary_line(name, result))
+        if args.by_content:
+            print("\n".join(content_lines(name, result)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

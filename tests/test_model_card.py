@@ -59,6 +59,7 @@ def test_model_card_measures_every_method_on_the_test_split(pool: Path, tmp_path
     assert data["command"].startswith("python -m benchmarks.model_card --student s=")
     text = out.read_text()
     assert f"Measured with `{data['command']}`" in text and data["students"]["s"]["sha256"][:16] in text
+    assert "**photo** (3 frames):" in text  # the three synthetic test frames are photos (by content)
     for needle in ("| identity |", f"| {ts.USM_GLOBAL} |", "| s-beta0 |", "## Targets", "pkg1", "## Chains"):
         assert needle in text
     # re-rendering from the JSON reproduces the card without measuring anything
@@ -125,6 +126,7 @@ def test_render_from_a_small_result() -> None:
     assert "**fast**: 4/6 met." in text
     assert "| 0 | a.png | 64x48 | pkg |" in text and "| call-540p | about call-540p | yes |" in text
     assert "## What the teacher term adds" not in text  # no ablation in this result
+    assert "## By content" in text and "**people**" not in text  # no per-frame rows in this result
 
 
 def test_cpu_fps_measures_dynamic_models_at_1080p(tmp_path: Path) -> None:

