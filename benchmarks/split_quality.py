@@ -285,6 +285,9 @@ def render(split: dict[str, Any] | None, why_not: str = "") -> list[str]:
         "",
         *ts.metric_table(split, "share_worse", ".2f", "share_worse", "mean (degraded)"),
         "",
+        "Mean PSNR gain (dB) by content (people, other photos, text and screens):",
+        *ts.content_tables(split),
+        "",
         *ts.target_tables(split),
     ]
     lines += ["", f"Plot: `{PLOT_FILE}` (PSNR gain per degraded family and method).", ""]

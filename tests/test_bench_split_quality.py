@@ -52,6 +52,10 @@ def test_sharpen_bench_reports_the_model_cards_numbers(pool: Path, tmp_path: Pat
     assert new < legacy and md.index("## Quality") == new  # the first quality section
     gain = c["scores"]["s"]["families"]["jpeg"]["psnr_gain"]
     assert f"{gain:+.2f}" in md[new:legacy] and "**s**:" in md[new:legacy]
+    # the same by-content tables as the model card
+    card_md = card.read_text()
+    by_content = card_md[card_md.index("**photo** (3 frames):") : card_md.index("## Targets")].strip()
+    assert by_content in md[new:legacy]
     assert (out / SQ.PLOT_FILE).stat().st_size > 0
 
 
