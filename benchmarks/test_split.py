@@ -609,7 +609,7 @@ def content_tables(result: dict[str, Any]) -> list[str]:
     over that kind's frames (:func:`gains_by_content`)."""
     fams = [f for f in result["families_scored"] if f != "clean"]
     by_method = {name: gains_by_content(s) for name, s in result["scores"].items()}
-    kinds = [k for k in dict.fromkeys(k for g in by_method.values() for k in g)]
+    kinds = list(dict.fromkeys(k for g in by_method.values() for k in g))
     lines: list[str] = []
     for kind in kinds:
         counts = {g[kind][f]["frames"] for g in by_method.values() if kind in g for f in g[kind]}
