@@ -499,10 +499,12 @@ def gains_by_content(scored: dict[str, Any]) -> dict[str, dict[str, dict[str, fl
     with no frame are left out."""
     from kd_trainer.sources import CONTENT_KINDS, frame_kind
 
+    per_frame = scored.get("per_frame", {})
+    kind_of = {r["frame"]: frame_kind(r["frame"]) for rows in per_frame.values() for r in rows}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in CONTENT_KINDS:
-        for family, rows in scored.get("per_frame", {}).items():
-            gains = [r["psnr_gain"] for r in rows if frame_kind(r["frame"]) == kind]
+        for family, rows in per_frame.items():
+            gains = [r["psnr_gain"] for r in rows if kind_of[r["frame"]] == kind]
             if gains:
                 out.setdefault(kind, {})[family] = {"psnr_gain": float(np.mean(gains)), "frames": len(gains)}
     return out

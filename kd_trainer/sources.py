@@ -17,6 +17,7 @@ import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -287,14 +288,16 @@ def frame_kind(name: str) -> str:
     wallpapers and scikit-image samples are ``photo`` unless :data:`OTHER_KINDS` says otherwise."""
     from kd_trainer.screens import is_synthetic
 
-    stem = Path(name).stem
     if is_synthetic(name):
         return "text"
-    for source in PACKAGE_SOURCES:
-        for member in source.members:
-            if stem == f"{source.key}-{member_stem(member)}":
-                return source.member_kind(member)
-    return OTHER_KINDS.get(stem, "photo")
+    stem = Path(name).stem
+    return _package_member_kinds().get(stem) or OTHER_KINDS.get(stem, "photo")
+
+
+@lru_cache(maxsize=1)
+def _package_member_kinds() -> dict[str, str]:
+    """``{pool file stem: kind}`` for every member of :data:`PACKAGE_SOURCES` (built once)."""
+    return {f"{s.key}-{member_stem(m)}": s.member_kind(m) for s in PACKAGE_SOURCES for m in s.members}
 
 
 def member_stem(member: str) -> str:
