@@ -253,14 +253,8 @@ def _camera(img: np.ndarray, chain: Chain, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def _codec(frames: list[np.ndarray], chain: Chain) -> np.ndarray:
-    """Code the sent frames and return the last decoded one."""
-    if chain.codec == "none":
-        return frames[-1]
-    if chain.codec == "jpeg":
-        return jpeg(frames[-1], chain.quality)
-    if chain.codec == "jpeg444":
-        return jpeg444(frames[-1], chain.quality)
+def _decode_all(frames: list[np.ndarray], chain: Chain) -> list[np.ndarray]:
+    """Code the sent frames with the chain's video codec and return every decoded frame."""
     h, w = frames[0].shape[:2]
     if chain.codec == "h264":
         options = {"preset": chain.preset, "tune": "zerolatency", "threads": "1"}
@@ -269,13 +263,51 @@ def _codec(frames: list[np.ndarray], chain: Chain) -> np.ndarray:
             bit_rate = int(chain.bitrate_bpp * w * h * 30)
         else:
             options["crf"] = str(int(chain.quality))
-        return video_round_trip(frames, "libx264", options, bit_rate)[-1]
+        return video_round_trip(frames, "libx264", options, bit_rate)
     if chain.codec == "vp8":
         bit_rate = int(chain.bitrate_bpp * w * h * 30)
         # "good" deadline: libvpx's realtime mode adapts its speed to the clock, so its output would vary
         options = {"deadline": "good", "cpu-used": "5", "lag-in-frames": "0", "threads": "1"}
-        return video_round_trip(frames, "libvpx", options, bit_rate)[-1]
+        return video_round_trip(frames, "libvpx", options, bit_rate)
+    raise ValueError(f"unknown video codec {chain.codec!r}")
+
+
+def _codec(frames: list[np.ndarray], chain: Chain) -> np.ndarray:
+    """Code the sent frames and return the last decoded one."""
+    if chain.codec == "none":
+        return frames[-1]
+    if chain.codec == "jpeg":
+        return jpeg(frames[-1], chain.quality)
+    if chain.codec == "jpeg444":
+        return jpeg444(frames[-1], chain.quality)
+    if chain.codec in ("h264", "vp8"):
+        return _decode_all(frames, chain)[-1]
     raise ValueError(f"unknown codec {chain.codec!r}")
+
+
+def _check_frame(img: np.ndarray, who: str) -> None:
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{who} expects an HxWx3 uint8 image, got shape {img.shape} dtype {img.dtype}")
+
+
+def _sent_clip(
+    img: np.ndarray, chain: Chain, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+    """The sender's frames of the clip (camera, down-scale) and each frame's offset (dx, dy) from ``img``."""
+    h, w = img.shape[:2]
+    n = max(1, chain.clip_frames)
+    angle = rng.uniform(0, 2 * np.pi)
+    sent, offsets = [], []
+    for i in range(n):
+        back = (n - 1 - i) * chain.pan
+        dx, dy = back * np.cos(angle), back * np.sin(angle)
+        frame = _shift(img, dx, dy) if back else img
+        frame = _camera(frame, chain, rng)
+        if chain.down > 1:
+            frame = resize(frame, small_size(w, h, chain.down), chain.down_scaler)
+        sent.append(frame)
+        offsets.append((float(dx), float(dy)) if back else (0.0, 0.0))
+    return sent, offsets
 
 
 def apply_chain(img: np.ndarray, chain: Chain, seed: int = 0) -> np.ndarray:
@@ -284,26 +316,36 @@ def apply_chain(img: np.ndarray, chain: Chain, seed: int = 0) -> np.ndarray:
     With ``clip_frames`` > 1 the camera pans towards ``img`` over the clip, so the codec sees real motion
     and the kept (last) frame is a P frame, as in a call.
     """
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"apply_chain expects an HxWx3 uint8 image, got shape {img.shape} dtype {img.dtype}")
+    _check_frame(img, "apply_chain")
     if chain.clean:
         return img.copy()
-    rng = np.random.default_rng(seed)
-    h, w = img.shape[:2]
-    n = max(1, chain.clip_frames)
-    angle = rng.uniform(0, 2 * np.pi)
-    sent = []
-    for i in range(n):
-        back = (n - 1 - i) * chain.pan
-        frame = _shift(img, back * np.cos(angle), back * np.sin(angle)) if back else img
-        frame = _camera(frame, chain, rng)
-        if chain.down > 1:
-            frame = resize(frame, small_size(w, h, chain.down), chain.down_scaler)
-        sent.append(frame)
+    sent, _ = _sent_clip(img, chain, np.random.default_rng(seed))
     received = _codec(sent, chain)
     if chain.down > 1:
-        received = resize(received, (w, h), chain.up_scaler)
+        received = resize(received, img.shape[1::-1], chain.up_scaler)
     return np.ascontiguousarray(received)
+
+
+def received_clip(
+    img: np.ndarray, chain: Chain, seed: int = 0
+) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+    """Every frame the receiver gets for ``apply_chain(img, chain, seed)``'s clip, up-scaled, oldest first.
+
+    The last frame is exactly what :func:`apply_chain` returns. Frame ``i`` shows ``img`` moved by
+    ``offsets[i]`` (pixels, the camera pan; the last offset is (0, 0)), so a caller can align earlier frames
+    with the last. Only video codecs decode a whole clip; other chains give one frame.
+    """
+    _check_frame(img, "received_clip")
+    if chain.clean:
+        return [img.copy()], [(0.0, 0.0)]
+    sent, offsets = _sent_clip(img, chain, np.random.default_rng(seed))
+    if chain.codec in ("h264", "vp8"):
+        received = _decode_all(sent, chain)
+    else:
+        received, offsets = [_codec(sent, chain)], offsets[-1:]
+    if chain.down > 1:
+        received = [resize(f, img.shape[1::-1], chain.up_scaler) for f in received]
+    return [np.ascontiguousarray(f) for f in received], offsets
 
 
 # ------------------------------------------------------------------------------------------ training chains
