@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
-from kd_trainer.chain import TEST_FAMILIES, family_chain, received_clip
+from kd_trainer.chain import TEST_FAMILIES, VIDEO_CODECS, family_chain, received_clip, shift_image
 from kd_trainer.sources import CONTENT_KINDS, frame_kind
 
 DEFAULT_WINDOWS = (1, 2, 4, 8)
@@ -39,7 +38,7 @@ def clip_families() -> list[str]:
     return [
         name
         for name, family in TEST_FAMILIES.items()
-        if (chain := family.make(probe)).clip_frames > 1 and chain.codec in ("h264", "vp8")
+        if (chain := family.make(probe)).clip_frames > 1 and chain.codec in VIDEO_CODECS
     ]
 
 
@@ -49,15 +48,10 @@ def align_to_last(frames: Sequence[np.ndarray], offsets: Sequence[tuple[float, f
         raise BenchInputError(
             f"need one offset per frame, got {len(frames)} frames and {len(offsets)} offsets"
         )
-    aligned = []
-    for frame, (dx, dy) in zip(frames, offsets, strict=True):
-        h, w = frame.shape[:2]
-        move = np.float32([[1, 0, -dx], [0, 1, -dy]])
-        img = frame.astype(np.float32)
-        if dx or dy:
-            img = cv2.warpAffine(img, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        aligned.append(img)
-    return aligned
+    return [
+        shift_image(frame.astype(np.float32), -dx, -dy) if dx or dy else frame.astype(np.float32)
+        for frame, (dx, dy) in zip(frames, offsets, strict=True)
+    ]
 
 
 def fusion_gains(
@@ -95,12 +89,11 @@ def temporal_bound(
 
     Frames are indexed by name as in :func:`benchmarks.test_split.degraded_set`, so each clip's last frame is
     exactly the frame the students are scored on."""
-    names, _skipped = ts.available_families(families or clip_families())
-    single = [n for n in names if n not in clip_families()]
+    clips = clip_families()
+    names, _skipped = ts.available_families(families or clips)
+    single = [n for n in names if n not in clips]
     if single:
-        raise BenchInputError(
-            f"{', '.join(single)} code a single frame: nothing to fuse (use {clip_families()})"
-        )
+        raise BenchInputError(f"{', '.join(single)} code a single frame: nothing to fuse (use {clips})")
     frames = sorted(ts.load_val_frames(val_dir, None), key=lambda f: f[0])
     per_frame: dict[str, dict[str, dict[int, float]]] = {}
     bar = tqdm(total=len(names) * len(frames), desc="coding clips", unit="clip", disable=not progress)
@@ -110,6 +103,7 @@ def temporal_bound(
             per_frame.setdefault(family, {})[name] = fusion_gains(clip, offsets, gt, windows)
             bar.update()
     bar.close()
+    kinds = {name: frame_kind(name) for name, _ in frames}
     result: dict[str, dict[str, Any]] = {}
     for family, gains in per_frame.items():
         result[family] = {
@@ -120,7 +114,7 @@ def temporal_bound(
                 "by_content": {
                     kind: float(np.mean(kind_gains))
                     for kind in CONTENT_KINDS
-                    if (kind_gains := [g[k] for name, g in gains.items() if frame_kind(name) == kind])
+                    if (kind_gains := [g[k] for name, g in gains.items() if kinds[name] == kind])
                 },
                 "frames": {name: g[k] for name, g in gains.items()},
             }

@@ -47,7 +47,14 @@ from benchmarks.baselines import UnsharpParams, tune_unsharp, unsharp_mask
 from benchmarks.frames import BenchInputError, crops
 from kd_trainer import chain as chain_module
 from kd_trainer import degrade as degrade_module
-from kd_trainer.chain import TEST_FAMILIES, apply_chain, degrade_family, family_chain, sample_train_chain
+from kd_trainer.chain import (
+    TEST_FAMILIES,
+    VIDEO_CODECS,
+    apply_chain,
+    degrade_family,
+    family_chain,
+    sample_train_chain,
+)
 from kd_trainer.io import ImageReadError, list_images, read_image, write_image
 from kd_trainer.metrics import psnr, ssim
 from kd_trainer.paths import cache_dir
@@ -197,7 +204,7 @@ def frame_sources(folder: str | Path | None = None) -> dict[str, dict[str, Any]]
 def family_codec_ok(name: str) -> bool:
     """Whether this machine can make family ``name`` (its codec needs PyAV with libx264 / libvpx)."""
     codec = family_chain(name, 0).codec
-    if codec not in ("h264", "vp8"):
+    if codec not in VIDEO_CODECS:
         return True
     try:
         import av

@@ -60,6 +60,8 @@ PIL_SCALERS = {
 TRAIN_DOWN_SCALERS = ("area", "bilinear", "bicubic")
 TRAIN_UP_SCALERS = ("bilinear", "bicubic", "lanczos", "area", "nearest")
 TRAIN_H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
+#: Codecs that code a clip as one stream (I then P frames); the others code a single still.
+VIDEO_CODECS = ("h264", "vp8")
 
 
 def resize(img: np.ndarray, size: tuple[int, int], scaler: str) -> np.ndarray:
@@ -222,7 +224,7 @@ class Chain:
             parts.append(f"down {self.down:.2g}x ({self.down_scaler})")
         if self.codec in ("jpeg", "jpeg444"):
             parts.append(f"JPEG q{self.quality}" + (" 4:4:4 (Pillow)" if self.codec == "jpeg444" else ""))
-        elif self.codec in ("h264", "vp8"):
+        elif self.codec in VIDEO_CODECS:
             rate = f"{self.bitrate_bpp:.3g} bpp" if self.bitrate_bpp else f"crf {self.quality}"
             preset = f"{self.preset}, " if self.codec == "h264" else ""
             parts.append(f"{self.codec} {rate} ({preset}{self.clip_frames} frames)")
@@ -231,7 +233,8 @@ class Chain:
         return ", ".join(parts) or "none"
 
 
-def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+def shift_image(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``img`` moved by (dx, dy) pixels (bilinear, mirrored borders), in its own dtype."""
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     h, w = img.shape[:2]
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -280,7 +283,7 @@ def _codec(frames: list[np.ndarray], chain: Chain) -> np.ndarray:
         return jpeg(frames[-1], chain.quality)
     if chain.codec == "jpeg444":
         return jpeg444(frames[-1], chain.quality)
-    if chain.codec in ("h264", "vp8"):
+    if chain.codec in VIDEO_CODECS:
         return _decode_all(frames, chain)[-1]
     raise ValueError(f"unknown codec {chain.codec!r}")
 
@@ -301,7 +304,7 @@ def _sent_clip(
     for i in range(n):
         back = (n - 1 - i) * chain.pan
         dx, dy = back * np.cos(angle), back * np.sin(angle)
-        frame = _shift(img, dx, dy) if back else img
+        frame = shift_image(img, dx, dy) if back else img
         frame = _camera(frame, chain, rng)
         if chain.down > 1:
             frame = resize(frame, small_size(w, h, chain.down), chain.down_scaler)
@@ -339,7 +342,7 @@ def received_clip(
     if chain.clean:
         return [img.copy()], [(0.0, 0.0)]
     sent, offsets = _sent_clip(img, chain, np.random.default_rng(seed))
-    if chain.codec in ("h264", "vp8"):
+    if chain.codec in VIDEO_CODECS:
         received = _decode_all(sent, chain)
     else:
         received, offsets = [_codec(sent, chain)], offsets[-1:]
