@@ -10,6 +10,10 @@ per family and over the degraded families) and, with ``--json``, writes the full
 ``--by-content`` adds one line per student and content kind (people, photo, text: :func:`kd_trainer.sources.frame_kind`),
 e.g. what a student does on faces under call damage, which the family means hide.
 
+``--scales 0.5,0.75,1`` scores each student at several residual scales (``NAME@SCALE``) from one forward pass
+per frame: the output ``x + scale * (student(x) - x)`` is what :func:`kd_trainer.models.student.scale_residual`
+folds into the weights, so this shows which global scale a recipe should keep on the families.
+
 ``--vivid`` scores vivid copies of the val frames instead (:func:`kd_trainer.data.vivid_colours`, seeded per
 frame): saturated colours and nearly empty channels, where a student can break although the plain frames are
 fine.
@@ -37,15 +41,65 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+class ScaledResiduals:
+    """A student's outputs at any residual scale from one forward pass per frame.
+
+    ``restorer(scale)`` maps a frame to ``x + scale * (student(x) - x)``; the residual of each frame is kept
+    (float32, by the frame's identity) so that scoring more scales costs no more forward passes.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._residuals: dict[int, tuple[Any, Any]] = {}
+
+    def _residual(self, rgb: Any) -> Any:
+        import torch
+
+        from kd_trainer.data import to_tensor
+
+        hit = self._residuals.get(id(rgb))
+        if hit is not None and hit[0] is rgb:
+            return hit[1]
+        x = to_tensor(rgb)[None]
+        with torch.no_grad():
+            residual = (self.model(x) - x)[0]
+        self._residuals[id(rgb)] = (rgb, residual)  # holding rgb keeps its id from being reused
+        return residual
+
+    def restorer(self, scale: float) -> Any:
+        """``uint8 RGB -> uint8 RGB`` for one residual scale."""
+        from kd_trainer.data import to_tensor, to_uint8
+
+        def run(rgb: Any) -> Any:
+            return to_uint8(to_tensor(rgb) + scale * self._residual(rgb))
+
+        return run
+
+
+def parse_scales(text: str) -> list[float]:
+    """``"0.5,0.75,1"`` -> ``[0.5, 0.75, 1.0]``; each scale must be a finite number in 0..4."""
+    scales = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            value = float(part)
+        except ValueError:
+            raise BenchInputError(f"--scales: {part!r} is not a number") from None
+        if not 0.0 <= value <= 4.0:
+            raise BenchInputError(f"--scales: {part} is outside 0..4")
+        scales.append(value)
+    return scales
+
+
 def score_students(
     specs: list[tuple[str, Path]],
     val_dir: str | Path | None = None,
     families: list[str] | None = None,
     progress: bool = True,
     vivid: bool = False,
+    scales: list[float] | None = None,
 ) -> dict[str, Any]:
     """``{name: test_split.score(...)}`` for each (name, checkpoint) on the degraded val frames (their
-    :func:`vivid_frames` with ``vivid``)."""
+    :func:`vivid_frames` with ``vivid``); with ``scales``, ``{name@scale: ...}`` for each scale instead."""
     from kd_trainer.evaluate import torch_restorer
     from kd_trainer.models.student import load_student
 
@@ -56,10 +110,20 @@ def score_students(
     names, _skipped = ts.available_families(families)
     dset = ts.degraded_set(frames, names, progress=progress, desc="degrading val frames")
     baseline = ts.input_metrics(dset, progress=progress)
-    return {
-        name: ts.score(torch_restorer(model), dset, baseline, progress=progress, desc=f"scoring {name}")
-        for name, model in models.items()
-    }
+    if not scales:
+        return {
+            name: ts.score(torch_restorer(model), dset, baseline, progress=progress, desc=f"scoring {name}")
+            for name, model in models.items()
+        }
+    results = {}
+    for name, model in models.items():
+        outputs = ScaledResiduals(model)
+        for scale in scales:
+            key = f"{name}@{scale:g}"
+            results[key] = ts.score(
+                outputs.restorer(scale), dset, baseline, progress=progress, desc=f"scoring {key}"
+            )
+    return results
 
 
 def vivid_frames(frames: list[tuple[str, Any]], seed: int = 0) -> list[tuple[str, Any]]:
@@ -114,13 +178,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also print each student's gains per content kind (people, photo, text)",
     )
+    ap.add_argument(
+        "--scales",
+        default="",
+        help="comma-separated residual scales to score each student at (NAME@SCALE), one forward pass per frame",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         specs = [parse_spec(s) for s in args.students]
         families = [f for f in args.families.split(",") if f] or None
         results = score_students(
-            specs, args.val_dir, families, progress=not args.no_progress, vivid=args.vivid
+            specs,
+            args.val_dir,
+            families,
+            progress=not args.no_progress,
+            vivid=args.vivid,
+            scales=parse_scales(args.scales),
         )
     except (BenchInputError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -83,3 +83,30 @@ def test_vivid_scores_saturated_copies_of_the_val_frames(tmp_path: Path) -> None
         torch_restorer(changed), ts.degraded_set(frames, ["noise"], progress=False), progress=False
     )
     assert got != pytest.approx(plain["families"]["noise"]["psnr_gain"], abs=1e-9)
+
+
+def test_scales_match_the_folded_residual_scale(tmp_path: Path, capsys) -> None:
+    """``--scales`` gives, per scale, the scores of the student with that scale folded into its weights."""
+    from kd_trainer.models.student import scale_residual
+
+    make_pool([(64, 64)], 96)
+    changed = perturbed_student("runet-p")
+    ckpt = save_checkpoint(tmp_path / "changed.pt", changed, name="runet-p")
+    out = tmp_path / "scales.json"
+    argv = [f"c={ckpt}", "--families", "soft-camera,clean", "--scales", "0,0.5,1", "--json", str(out)]
+    assert vf.main([*argv, "--no-progress"]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["c@0", "c@0.5", "c@1"]
+    results = json.loads(out.read_text())
+    assert all(v["psnr_gain"] == 0.0 for v in results["c@0"]["families"].values())  # scale 0: the input
+    dset = ts.degraded_set(ts.load_val_frames(None, None), ["soft-camera", "clean"], progress=False)
+    for scale in (0.5, 1.0):
+        direct = ts.score(torch_restorer(scale_residual(changed, scale)), dset, progress=False)
+        for family in ("soft-camera", "clean"):
+            got = results[f"c@{scale:g}"]["families"][family]["psnr_gain"]
+            assert got == pytest.approx(direct["families"][family]["psnr_gain"], abs=0.01)
+    gains = [results[f"c@{s}"]["families"]["soft-camera"]["psnr_gain"] for s in ("0.5", "1")]
+    assert gains[0] != pytest.approx(gains[1], abs=1e-6)
+    assert vf.main([f"c={ckpt}", "--scales", "0.5,x", "--no-progress"]) == 2
+    assert "not a number" in capsys.readouterr().err
+    assert vf.main([f"c={ckpt}", "--scales", "9", "--no-progress"]) == 2
+    assert "outside 0..4" in capsys.readouterr().err
