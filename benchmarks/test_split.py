@@ -424,6 +424,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "worst_gain": float(gains[worst]),
         "worst_frame": rows[worst]["frame"],
         "share_worse": float(np.mean([g < 0 for g in gains])),
+        "psnr_harm": float(np.mean([max(0.0, -g) for g in gains])),  # what the frames made worse lost
         "psnr": float(np.mean([r["psnr"] for r in rows])),
         "ssim": float(np.mean([r["ssim"] for r in rows])),
         "psnr_in": float(np.mean([r["psnr_in"] for r in rows])),

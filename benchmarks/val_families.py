@@ -140,11 +140,15 @@ def vivid_frames(frames: list[tuple[str, Any]], seed: int = 0) -> list[tuple[str
 
 
 def summary_line(name: str, result: dict[str, Any]) -> str:
-    """``name: family +0.12 ... | mean (degraded) +0.05``, from the scorer's own per-family and overall figures."""
-    overall = result["overall"]
-    gains = [f"{f} {result['families'][f]['psnr_gain']:+.3f}" for f in overall["families"]]
+    """``name: family +0.12 ... | mean (degraded) +0.05, harm 0.01``, from the scorer's own figures (harm: the
+    mean over the degraded families of what their frames made worse lost, ``max(0, -gain)``)."""
+    overall, families = result["overall"], result["families"]
+    gains = [f"{f} {families[f]['psnr_gain']:+.3f}" for f in overall["families"]]
     clean = f" | clean {100 + overall['clean_gain']:.1f} dB vs input" if "clean_gain" in overall else ""
     mean = f"{overall['psnr_gain']:+.3f}" if "psnr_gain" in overall else "n/a"
+    if overall["families"]:
+        harm = sum(families[f]["psnr_harm"] for f in overall["families"]) / len(overall["families"])
+        mean += f", harm {harm:.3f}"
     return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
 
 

@@ -149,6 +149,7 @@ def test_share_worse_and_worst_gain_per_frame() -> None:
     ]
     assert gains[0] > 0 > gains[2]
     assert m["share_worse"] == pytest.approx(1 / 3)
+    assert m["psnr_harm"] == pytest.approx(-gains[2] / 3)
     assert m["worst_gain"] == pytest.approx(gains[2]) and m["worst_frame"] == "f2.png"
     assert m["psnr_gain"] == pytest.approx(np.mean(gains))
     assert [r["frame"] for r in result["per_frame"]["soft-camera"]] == ["f0.png", "f1.png", "f2.png"]

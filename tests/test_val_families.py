@@ -95,8 +95,13 @@ def test_scales_match_the_folded_residual_scale(tmp_path: Path, capsys) -> None:
     out = tmp_path / "scales.json"
     argv = [f"c={ckpt}", "--families", "soft-camera,clean", "--scales", "0,0.5,1", "--json", str(out)]
     assert vf.main([*argv, "--no-progress"]) == 0
-    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["c@0", "c@0.5", "c@1"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["c@0", "c@0.5", "c@1"]
     results = json.loads(out.read_text())
+    rows = results["c@1"]["per_frame"]["soft-camera"]
+    harm = np.mean([max(0.0, -r["psnr_gain"]) for r in rows])
+    assert results["c@1"]["families"]["soft-camera"]["psnr_harm"] == pytest.approx(harm)
+    assert lines[2].endswith(f", harm {harm:.3f}")  # the mean over the one degraded family
     assert all(v["psnr_gain"] == 0.0 for v in results["c@0"]["families"].values())  # scale 0: the input
     dset = ts.degraded_set(ts.load_val_frames(None, None), ["soft-camera", "clean"], progress=False)
     for scale in (0.5, 1.0):
