@@ -72,6 +72,9 @@ class TrainConfig:
     # after training, the residual scale from this list that scores best on val (mean gain minus mean harm,
     # kd_trainer.evaluate.safe_gain) is folded into student.pt; [] keeps the trained residual (scale 1)
     residual_scales: list[float] = field(default_factory=list)
+    # the presets that residual scale is chosen on ([] = val_presets); besides the v1 presets, "family:NAME"
+    # degrades by a test family (kd_trainer.chain.TEST_FAMILIES), e.g. to weigh the damage the model card scores
+    scale_presets: list[str] = field(default_factory=list)
     val_crop: int = 0  # 0 = full frames; else centre crops of this size (faster)
     # loss
     alpha: float = 0.8
@@ -170,10 +173,19 @@ class TrainConfig:
             raise ConfigError(
                 f"degradations must be one of {', '.join(DEGRADATIONS)}, got {self.degradations!r}"
             )
-        unknown = [p for p in self.val_presets if p not in PRESETS and p != "chain"]
-        if unknown:
-            raise ConfigError(f"unknown val_presets {unknown}; known: {', '.join(PRESETS)}")
+        from kd_trainer.chain import TEST_FAMILIES
 
+        known = [*PRESETS, "chain", *(f"{FAMILY_PRESET}{name}" for name in TEST_FAMILIES)]
+        for key in ("val_presets", "scale_presets"):
+            unknown = [p for p in getattr(self, key) if p not in known]
+            if unknown:
+                raise ConfigError(f"unknown {key} {unknown}; known: {', '.join(known)}")
+        if self.scale_presets and not self.residual_scales:
+            raise ConfigError("scale_presets chooses among residual_scales; give residual_scales too")
+
+
+#: Prefix of a validation preset that degrades by a test family: ``family:call-540p``.
+FAMILY_PRESET = "family:"
 
 #: (key, lowest, highest, hint): out-of-range values are refused before any work starts.
 _RANGES: tuple[tuple[str, float, float, str], ...] = (

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kd_trainer.chain import SINGLE_STEP_SHARE, apply_chain, sample_train_chain
+from kd_trainer.chain import SINGLE_STEP_SHARE, apply_chain, degrade_family, sample_train_chain
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
 from kd_trainer.screens import is_synthetic
@@ -386,6 +386,9 @@ def validation_frames(
 ) -> list[ValFrame]:
     """Full-size (or centre-cropped) validation frames, each degraded by every preset (seeded by index).
 
+    A preset is a v1 preset (:data:`kd_trainer.degrade.PRESETS`), ``chain`` (a training chain) or
+    ``family:NAME``, a test family (:func:`kd_trainer.chain.degrade_family`, seeded by the frame index).
+
     With more photos than ``max_frames``, the chosen ones are spread evenly over the sorted names, so they
     come from every source rather than the first package alone.
     """
@@ -403,6 +406,8 @@ def validation_frames(
             if preset == "chain":  # training-distribution chains (seeded per frame): for checkpoint selection
                 rng = np.random.default_rng([1000, idx])
                 deg = apply_chain(gt, sample_train_chain(rng), seed=1000 + idx)
+            elif preset.startswith("family:"):
+                deg, _chain = degrade_family(gt, preset.removeprefix("family:"), idx)
             else:
                 deg = degrade(gt, preset, seed=1000 + idx)
             frames.append(ValFrame(path.name, preset, deg, gt))

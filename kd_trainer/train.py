@@ -284,7 +284,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         )
         if cfg.residual_scales:
             plan.add(
-                f"then the residual scale, chosen on val: {len(cfg.residual_scales)} more validations "
+                f"then the residual scale, chosen on val{' (scale_presets)' if cfg.scale_presets else ''}: "
+                f"{len(cfg.residual_scales)} more validations "
                 f"({', '.join(f'{s:g}' for s in cfg.residual_scales)}) before student.pt is written"
             )
         print(plan.render(), flush=True)
@@ -466,7 +467,16 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     best, ckpt = load_student(best_path)
     final_metrics, scale = ckpt["metrics"], 1.0
     if cfg.residual_scales:
-        best, scale, final_metrics = _fold_residual_scale(best, val_frames, cfg.residual_scales, run_dir, say)
+        scale_frames = (
+            validation_frames(
+                _default_dir(cfg.val_dir, "val"), cfg.scale_presets, cfg.val_frames, cfg.val_crop
+            )
+            if cfg.scale_presets
+            else val_frames
+        )
+        best, scale, final_metrics = _fold_residual_scale(
+            best, scale_frames, cfg.residual_scales, run_dir, say
+        )
     save_checkpoint(
         final_path,
         best,

@@ -35,6 +35,8 @@ def test_fresh_degradations_with_a_teacher_keep_its_samples_fixed() -> None:
         (["beta=0.2"], "needs a teacher"),
         (["beta=0", "model=giant"], "unknown model"),
         (["beta=0", "val_presets=fog"], "unknown val_presets"),
+        (["beta=0", "residual_scales=0.5,1", "scale_presets=family:nope"], "unknown scale_presets"),
+        (["beta=0", "scale_presets=family:noise"], "give residual_scales too"),
         (["beta=0", "batch_size=0"], "batch_size must be >= 1"),
         (["novalue"], "not key=value"),
         (["teacher=maxim-deblur", "fresh_degradations=true"], "teacher cache"),

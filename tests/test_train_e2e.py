@@ -161,6 +161,15 @@ def test_residual_scale_is_chosen_on_val_and_folded_into_a_finished_run(photo_di
     assert torch.allclose(student.tail.weight, chosen * best.tail.weight)
     assert torch.equal(student.stem.weight, best.stem.weight)
     assert len(_log_steps(run)) == trained_steps == 4  # no step was trained again
+    # scale_presets: the scale is chosen on val frames degraded by test families instead of the val presets
+    families = "scale_presets=family:soft-camera,family:clean"
+    assert train_main([*base, "residual_scales=0.5,1", families, "--resume"]) == 0
+    report = json.loads((run / "residual_scale.json").read_text())
+    assert set(report["scales"]["1"]) == {"family:soft-camera", "family:clean", "score"}
+    _, ckpt = load_student(run / "student.pt")
+    assert ckpt["metrics"] == report["scales"][f"{report['chosen']:g}"]
+    assert "family:soft-camera" in ckpt["metrics"] and "gauss1.5" not in ckpt["metrics"]
+    assert len(_log_steps(run)) == 4
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
