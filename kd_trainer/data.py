@@ -122,7 +122,10 @@ def gate_teacher(teacher: np.ndarray, inp: np.ndarray, gt: np.ndarray, window: i
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float32 in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+    arr = np.ascontiguousarray(img)
+    if not arr.flags.writeable:  # e.g. a decoded video frame: torch warns on read-only buffers
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:

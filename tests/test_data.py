@@ -442,3 +442,17 @@ def test_synthetic_share_needs_both_kinds_of_photo(photo_dirs) -> None:
     TrainBank(find_photos(train), [], crop=32, size=4, synthetic_share=0.0)  # no rendered frames needed
     with pytest.raises(DataError, match="-1 \\(off\\) or in 0..1"):
         TrainBank(find_photos(train), [], crop=32, size=4, synthetic_share=1.5)
+
+
+def test_to_tensor_takes_read_only_frames_without_a_warning() -> None:
+    """Decoded video frames can be read-only; converting them must neither warn nor alias the buffer."""
+    import warnings
+
+    from kd_trainer.data import to_tensor
+
+    frame = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    frame.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor(frame)
+    assert t.shape == (3, 4, 5) and float(t[2, 3, 4]) == pytest.approx(frame[3, 4, 2] / 255.0)
