@@ -62,6 +62,8 @@ TRAIN_UP_SCALERS = ("bilinear", "bicubic", "lanczos", "area", "nearest")
 TRAIN_H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
 #: Codecs that code a clip as one stream (I then P frames); the others code a single still.
 VIDEO_CODECS = ("h264", "vp8")
+#: Prefix of a validation preset that degrades by a test family (``family:call-540p``; kd_trainer.data).
+FAMILY_PRESET = "family:"
 
 
 def resize(img: np.ndarray, size: tuple[int, int], scaler: str) -> np.ndarray:

@@ -173,7 +173,7 @@ class TrainConfig:
             raise ConfigError(
                 f"degradations must be one of {', '.join(DEGRADATIONS)}, got {self.degradations!r}"
             )
-        from kd_trainer.chain import TEST_FAMILIES
+        from kd_trainer.chain import FAMILY_PRESET, TEST_FAMILIES
 
         known = [*PRESETS, "chain", *(f"{FAMILY_PRESET}{name}" for name in TEST_FAMILIES)]
         for key in ("val_presets", "scale_presets"):
@@ -183,9 +183,6 @@ class TrainConfig:
         if self.scale_presets and not self.residual_scales:
             raise ConfigError("scale_presets chooses among residual_scales; give residual_scales too")
 
-
-#: Prefix of a validation preset that degrades by a test family: ``family:call-540p``.
-FAMILY_PRESET = "family:"
 
 #: (key, lowest, highest, hint): out-of-range values are refused before any work starts.
 _RANGES: tuple[tuple[str, float, float, str], ...] = (

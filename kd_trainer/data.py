@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kd_trainer.chain import SINGLE_STEP_SHARE, apply_chain, degrade_family, sample_train_chain
+from kd_trainer.chain import (
+    FAMILY_PRESET,
+    SINGLE_STEP_SHARE,
+    apply_chain,
+    degrade_family,
+    sample_train_chain,
+)
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
 from kd_trainer.screens import is_synthetic
@@ -409,8 +415,8 @@ def validation_frames(
             if preset == "chain":  # training-distribution chains (seeded per frame): for checkpoint selection
                 rng = np.random.default_rng([1000, idx])
                 deg = apply_chain(gt, sample_train_chain(rng), seed=1000 + idx)
-            elif preset.startswith("family:"):
-                deg, _chain = degrade_family(gt, preset.removeprefix("family:"), idx)
+            elif preset.startswith(FAMILY_PRESET):
+                deg, _chain = degrade_family(gt, preset.removeprefix(FAMILY_PRESET), idx)
             else:
                 deg = degrade(gt, preset, seed=1000 + idx)
             frames.append(ValFrame(path.name, preset, deg, gt))
