@@ -188,7 +188,7 @@ def _transpose_first_uint8_onnx(model, path):
 
     sample = torch.zeros(1, 64, 96, 3, dtype=torch.uint8)
     program = torch.onnx.export(
-        TransposeFirst(),
+        TransposeFirst().eval(),
         (sample,),
         input_names=["frames"],
         output_names=["frames_out"],
