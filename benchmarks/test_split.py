@@ -441,6 +441,7 @@ def overall(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out.update(
             psnr_gain=float(np.mean([m["psnr_gain"] for m in degraded.values()])),
             ssim_gain=float(np.mean([m["ssim_gain"] for m in degraded.values()])),
+            psnr_harm=float(np.mean([m["psnr_harm"] for m in degraded.values()])),
             worst_gain=float(min(m["worst_gain"] for m in degraded.values())),
             share_worse=float(np.mean([m["share_worse"] for m in degraded.values()])),
         )

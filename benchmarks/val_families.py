@@ -147,9 +147,8 @@ def summary_line(name: str, result: dict[str, Any]) -> str:
     gains = [f"{f} {families[f]['psnr_gain']:+.3f}" for f in overall["families"]]
     clean = f" | clean {100 + overall['clean_gain']:.1f} dB vs input" if "clean_gain" in overall else ""
     mean = f"{overall['psnr_gain']:+.3f}" if "psnr_gain" in overall else "n/a"
-    if overall["families"]:
-        harm = sum(families[f]["psnr_harm"] for f in overall["families"]) / len(overall["families"])
-        mean += f", harm {harm:.3f}"
+    if "psnr_harm" in overall:
+        mean += f", harm {overall['psnr_harm']:.3f}"
     return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
 
 

@@ -81,6 +81,7 @@ def _scores(gains: dict[str, float]) -> dict:
             "worst_gain": g - 0.5,
             "worst_frame": "a.png",
             "share_worse": 0.5 if g < 0 else 0.0,
+            "psnr_harm": max(0.0, -g) / 2,
             "psnr": (100.0 if f == "clean" else 30.0) + g,
             "ssim": 0.9,
             "psnr_in": 30.0,

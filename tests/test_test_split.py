@@ -178,7 +178,13 @@ def _fake(gains: dict[str, float]) -> dict:
         "families": fams,
         "overall": ts.overall(
             {
-                f: {**m, "ssim_gain": 0.0, "worst_gain": m["psnr_gain"], "share_worse": 0.0}
+                f: {
+                    **m,
+                    "ssim_gain": 0.0,
+                    "worst_gain": m["psnr_gain"],
+                    "share_worse": 0.0,
+                    "psnr_harm": max(0.0, -m["psnr_gain"]),
+                }
                 for f, m in fams.items()
             }
         ),
