@@ -52,6 +52,11 @@ class TrainConfig:
     # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
     # nearly empty channels, which photos rarely have (0 = off, the draws of every other sample unchanged)
     vivid: float = 0.0
+    # share of crops whose ground truth is itself soft: the crop is blurred (Gaussian sigma 0.4-1.2) before the
+    # chain, so target and input both start soft (kd_trainer.data.soften). Frames that are soft by nature (small
+    # webcam portraits, out-of-focus shading, anti-aliased scans) exist in calls and a student trained only on
+    # sharp targets sharpens them (0 = off, the draws of every other sample unchanged)
+    soft_truth: float = 0.0
     # share of photo crops cut from the rendered screens and scanned pages (kd_trainer.screens) instead of the
     # other photos; -1 = off: every photo equally likely, as always (27 of the 73 training photos are rendered)
     synthetic_share: float = -1.0
@@ -196,6 +201,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("psnr_weight", 0.0, 1e3, ""),
     ("psnr_cap_db", 1.0, 100.0, " (dB)"),
     ("vivid", 0.0, 1.0, " (a share of the photo crops)"),
+    ("soft_truth", 0.0, 1.0, " (a share of the crops)"),
     ("epochs", 1, 100_000, ""),
     ("batch_size", 1, 4096, ""),
     ("crop", 8, 4096, " (pixels)"),

@@ -177,6 +177,7 @@ class TrainBank(Dataset):
         single_step_share: float = SINGLE_STEP_SHARE,
         skip_noisy: bool = False,
         synthetic_share: float = -1.0,
+        soft_truth: float = 0.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -211,6 +212,9 @@ class TrainBank(Dataset):
         if not 0.0 <= vivid <= 1.0:
             raise DataError(f"vivid must be a share in 0..1, got {vivid}")
         self.vivid = vivid
+        if not 0.0 <= soft_truth <= 1.0:
+            raise DataError(f"soft_truth must be a share in 0..1, got {soft_truth}")
+        self.soft_truth = soft_truth  # share of crops whose ground truth is softened first (soften)
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
         self._teacher_indices: list[int] | None = (
@@ -270,12 +274,19 @@ class TrainBank(Dataset):
         path = self.pick_photo(rng)
         if self.degradations == "presets":
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
-            gt = _maybe_vivid(gt, rng, self.vivid)
+            gt = _maybe_soft(_maybe_vivid(gt, rng, self.vivid), rng, self.soft_truth)
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
         mix = "balanced" if self.degradations == "chains-balanced" else "call"
         return chain_sample(
-            self._image(path), self.crop, rng, str(path), mix, self.vivid, self.single_step_share
+            self._image(path),
+            self.crop,
+            rng,
+            str(path),
+            mix,
+            self.vivid,
+            self.single_step_share,
+            self.soft_truth,
         )
 
     def pick_photo(self, rng: np.random.Generator) -> Path:
@@ -348,6 +359,24 @@ def _maybe_vivid(image: np.ndarray, rng: np.random.Generator, share: float) -> n
     return image
 
 
+#: Gaussian sigmas (pixels) :func:`soften` draws from: soft like a small webcam portrait or out-of-focus shading,
+#: below the training chain's camera softness (up to 1.5) on top of it.
+SOFT_TRUTH_SIGMA = (0.4, 1.2)
+
+
+def soften(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` made soft by nature: a Gaussian blur with sigma drawn from :data:`SOFT_TRUTH_SIGMA`."""
+    sigma = float(rng.uniform(*SOFT_TRUTH_SIGMA))
+    return cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _maybe_soft(image: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """:func:`soften` for a ``share`` of the calls; with share 0 it draws nothing from ``rng``."""
+    if share > 0 and rng.random() < share:
+        return soften(image, rng)
+    return image
+
+
 def chain_sample(
     image: np.ndarray,
     crop: int,
@@ -356,14 +385,16 @@ def chain_sample(
     mix: str = "call",
     vivid: float = 0.0,
     single_step_share: float = SINGLE_STEP_SHARE,
+    soft_truth: float = 0.0,
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
-    vivid first for a ``vivid`` share of the calls; ``single_step_share`` as in
+    vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
+    truth is soft too) for a ``soft_truth`` share; ``single_step_share`` as in
     :func:`kd_trainer.chain.sample_train_chain`."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
-    region = _maybe_vivid(region, rng, vivid)
+    region = _maybe_soft(_maybe_vivid(region, rng, vivid), rng, soft_truth)
     chain = sample_train_chain(rng, mix=mix, single_step_share=single_step_share)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))

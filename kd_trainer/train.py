@@ -165,6 +165,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "synthetic_share",
             "fresh_degradations",
             "vivid",
+            "soft_truth",
             "alpha",
             "beta",
         )
@@ -229,6 +230,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.single_step_share,
             cfg.teacher_skip_noise,
             cfg.synthetic_share,
+            cfg.soft_truth,
         )
         if photos or pairs
         else None

@@ -1,16 +1,19 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kd_trainer.data import (
+    SOFT_TRUTH_SIGMA,
     DataError,
     TrainBank,
     find_pairs,
     find_photos,
     gate_teacher,
+    soften,
     spread,
     validation_frames,
     vivid_colours,
@@ -410,6 +413,49 @@ def test_vivid_share_changes_only_the_chosen_crops(photo_dirs) -> None:
         assert np.abs(inp - gt).mean() < np.abs(inp - original).mean()
     with pytest.raises(DataError, match="vivid"):
         TrainBank(photos, [], crop=32, size=4, vivid=1.5)
+
+
+def _sharpness(img: np.ndarray) -> float:
+    """Mean absolute difference between horizontal neighbours: lower for a softer image."""
+    return float(np.abs(np.diff(img.astype(np.float32), axis=1)).mean())
+
+
+def test_soften_blurs_by_a_drawn_sigma_and_keeps_flat_areas() -> None:
+    rng = np.random.default_rng(0)
+    edges = np.zeros((32, 32, 3), np.uint8)
+    edges[:, ::4] = 255  # thin lines: a blur lowers neighbour differences
+    out = soften(edges, rng)
+    assert out.dtype == np.uint8 and out.shape == edges.shape
+    assert _sharpness(out) < 0.6 * _sharpness(edges)
+    flat = np.full((16, 16, 3), 77, np.uint8)
+    assert np.array_equal(soften(flat, rng), flat)
+    gentle, strong = (
+        cv2.GaussianBlur(edges, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) for sigma in SOFT_TRUTH_SIGMA
+    )
+    assert _sharpness(strong) <= _sharpness(out) <= _sharpness(gentle)
+
+
+def test_soft_truth_share_softens_the_ground_truth_before_the_chain(photo_dirs) -> None:
+    """``soft_truth=0`` draws exactly the default bank; ``soft_truth=1`` makes every ground truth softer, and
+    the input is degraded from that soft ground truth."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    default = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced")
+    off = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced", soft_truth=0.0)
+    on = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced", soft_truth=1.0)
+    for i in range(6):
+        assert np.array_equal(default.sample(i).gt, off.sample(i).gt)
+        assert np.array_equal(default.sample(i).inp, off.sample(i).inp)
+    sharp = np.mean([_sharpness(default.sample(i).gt) for i in range(6)])
+    soft = np.mean([_sharpness(on.sample(i).gt) for i in range(6)])
+    assert soft < 0.8 * sharp
+    many = TrainBank(photos, [], crop=32, size=40, seed=5, degradations="chains-balanced", soft_truth=1.0)
+    clean = [s for s in map(many.sample, range(40)) if s.preset == "clean"]
+    assert clean  # 15% of samples are clean
+    for s in clean:  # a clean sample's input is its (soft) ground truth
+        assert np.array_equal(s.inp, s.gt)
+    with pytest.raises(DataError, match="soft_truth"):
+        TrainBank(photos, [], crop=32, size=4, soft_truth=-0.1)
 
 
 def test_synthetic_share_sets_how_many_crops_come_from_rendered_screens(photo_dirs, tmp_path) -> None:
