@@ -26,7 +26,9 @@ class TrainConfig:
 
     name: str = "run"
     model: str = "runet-f"
-    init_from: str = ""  # optional student checkpoint to start from (same architecture)
+    # optional student checkpoint to start from (same architecture): a path, or student:NAME for one shipped with
+    # the package (kd_trainer/assets/students or assistants, e.g. student:quality-e48, the 48-epoch base)
+    init_from: str = ""
     teacher: str = "none"  # none | maxim-deblur | onnx:PATH | restormer:PATH
     # data
     train_dir: str = ""  # folder of sharp photos ("" = the fetched pool's train split)

@@ -47,7 +47,7 @@ from kd_trainer.models.student import (
     save_checkpoint,
     scale_residual,
 )
-from kd_trainer.models.teachers import TeacherCache, make_teacher
+from kd_trainer.models.teachers import TeacherCache, init_checkpoint_path, make_teacher
 from kd_trainer.paths import cache_dir
 from kd_trainer.plan import (
     Plan,
@@ -129,7 +129,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     # --- model, optimiser, state
     model = build_student(cfg.model)
     if cfg.init_from:
-        init, _ = load_student(cfg.init_from, expect=model.config)
+        init, _ = load_student(init_checkpoint_path(cfg.init_from), expect=model.config)
         model.load_state_dict(init.state_dict())
     model.to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

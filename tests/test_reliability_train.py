@@ -132,3 +132,41 @@ def test_a_second_process_on_the_same_run_folder_is_refused(photo_dirs, tmp_path
     assert train_main(["--resume", str(run), "epochs=2", "--no-progress"]) == 0
     out = capsys.readouterr()
     assert "epochs 1 -> 2" in out.out + out.err
+
+
+def test_init_from_starts_from_the_weights_named(photo_dirs, tmp_path, capsys) -> None:
+    """``init_from`` takes a path or ``student:PATH``; the run starts from exactly those weights (lr ~ 0 keeps
+    them), and a shipped name that does not exist is refused, listing what ships."""
+    import torch
+
+    from kd_trainer.models.student import load_student
+
+    args = _tiny_run_args(photo_dirs, tmp_path / "base")
+    assert train_main(args) == 0
+    base = tmp_path / "base" / "run" / "best.pt"
+    still = ["lr=1e-8", "warmup_steps=0", "weight_decay=0"]
+    for i, value in enumerate((str(base), f"student:{base}")):
+        out = tmp_path / f"warm{i}"
+        assert train_main([*_tiny_run_args(photo_dirs, out), f"init_from={value}", *still]) == 0
+        started, _ = load_student(base)
+        ended, _ = load_student(out / "run" / "last.pt")
+        for a, b in zip(started.state_dict().values(), ended.state_dict().values(), strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+    capsys.readouterr()
+    missing = [*_tiny_run_args(photo_dirs, tmp_path / "x"), "init_from=student:no-such-student"]
+    assert train_main(missing) == 1
+    err = capsys.readouterr().err
+    assert "no shipped student 'no-such-student'" in err and "quality-e48" in err
+    assert train_main([*missing[:-1], f"init_from={base}"]) == 0  # the refused run left nothing in the way
+
+
+def test_shipped_warm_start_bases_resolve_and_load() -> None:
+    """The packaged bases a recipe can warm-start from (``student:quality-e48``) load as the architecture named."""
+    from kd_trainer.models.student import get_config, load_student
+    from kd_trainer.models.teachers import init_checkpoint_path
+    from kd_trainer.paths import ASSISTANTS_DIR
+
+    path = init_checkpoint_path("student:quality-e48")
+    assert path == ASSISTANTS_DIR / "quality-e48.pt"
+    model, ckpt = load_student(path, expect=get_config("runet-m3"))
+    assert ckpt["train_config"]["epochs"] == 48 and "residual_scale" not in ckpt  # trained weights, unfolded

@@ -129,6 +129,21 @@ def student_teacher_path(value: str) -> Path:
     return Path(value)
 
 
+def init_checkpoint_path(value: str) -> Path:
+    """The checkpoint ``init_from`` names: ``student:NAME`` as in :func:`student_teacher_path`, else a path."""
+    kind, sep, name = value.partition(":")
+    if not (sep and kind == "student"):
+        return Path(value)
+    path = student_teacher_path(name)
+    if "/" not in name and not path.is_file():
+        from kd_trainer.models.student import CheckpointError
+        from kd_trainer.paths import ASSISTANTS_DIR, SHIPPED_STUDENTS_DIR
+
+        shipped = sorted(p.stem for d in (SHIPPED_STUDENTS_DIR, ASSISTANTS_DIR) for p in d.glob("*.pt"))
+        raise CheckpointError(f"init_from={value}: no shipped student {name!r}; shipped: {', '.join(shipped)}")
+    return path
+
+
 class StudentTeacher(Teacher):
     """A trained student checkpoint as the teacher (a *teacher assistant*: e.g. ``quality`` teaching ``fast``).
 
