@@ -296,8 +296,8 @@ def packaged_configs() -> dict[str, Traversable]:
     Found through :mod:`importlib.resources`, so they work from an installed wheel as well as a checkout.
     """
     folder = importlib.resources.files("kd_trainer") / "configs"
-    found = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(".yaml")]
-    return {f.name[: -len(".yaml")]: f for f in sorted(found, key=lambda f: f.name)}
+    found = {f.name[: -len(".yaml")]: f for f in folder.iterdir() if f.is_file() and f.name.endswith(".yaml")}
+    return {name: found[name] for name in sorted(found)}  # by name: quality before quality-e48
 
 
 def describe_config(text: str) -> str:

@@ -34,7 +34,7 @@ def test_bare_name_resolves_to_the_packaged_recipe(tmp_path, monkeypatch) -> Non
 def test_list_configs(capsys) -> None:
     assert train_main(["--list-configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["fast", "quality"]
+    assert [line.split()[0] for line in lines] == ["fast", "quality", "quality-e48"]
     assert lines[0].split(None, 1)[1].startswith("The shipped `fast` student")
 
 
@@ -79,21 +79,22 @@ def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
-    assert [line.split()[0] for line in run.stdout.splitlines()] == ["fast", "quality"]
+    assert [line.split()[0] for line in run.stdout.splitlines()] == ["fast", "quality", "quality-e48"]
 
 
 #: Keys that only say where or how fast a run went, not what it trained.
 RUN_ONLY_KEYS = {"name", "out_dir", "threads", "workers", "device", "max_steps", "checkpoint_every"}
 
 
-@pytest.mark.parametrize("name", ["fast", "quality"])
+@pytest.mark.parametrize("name", ["fast", "quality", "quality-e48"])
 def test_shipped_students_were_trained_by_their_packaged_recipe(name: str) -> None:
-    """``kd-train --config NAME`` reproduces the shipped student: the checkpoint's saved training config is the
-    recipe's, key by key (a retrained student shipped without updating its recipe fails here)."""
+    """``kd-train --config NAME`` reproduces the shipped student (or the packaged base ``quality-e48`` that warm
+    restarts start from): the checkpoint's saved training config is the recipe's, key by key (a retrained student
+    shipped without updating its recipe fails here)."""
     from kd_trainer.models.student import read_checkpoint
-    from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+    from kd_trainer.models.teachers import init_checkpoint_path
 
-    saved = read_checkpoint(SHIPPED_STUDENTS_DIR / f"{name}.pt")["train_config"]
+    saved = read_checkpoint(init_checkpoint_path(f"student:{name}"))["train_config"]
     recipe = load_config(name)
     differs = {
         key: (value, getattr(recipe, key))
