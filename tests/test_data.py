@@ -391,17 +391,23 @@ def test_vivid_colours_saturates_colour_and_leaves_grey_alone() -> None:
     assert sorted(out[0, 0]) != sorted(leaf[0, 0])  # not just a permutation of the same values
 
 
+def _default_and_full_share(photos, option: str, size: int) -> tuple[TrainBank, TrainBank]:
+    """The default bank and one with ``option=1``, after checking that ``option=0`` draws exactly the default."""
+    kwargs = {"crop": 32, "size": size, "seed": 5, "degradations": "chains-balanced"}
+    default = TrainBank(photos, [], **kwargs)
+    off = TrainBank(photos, [], **kwargs, **{option: 0.0})
+    for i in range(size):
+        assert np.array_equal(default.sample(i).gt, off.sample(i).gt)
+        assert np.array_equal(default.sample(i).inp, off.sample(i).inp)
+    return default, TrainBank(photos, [], **kwargs, **{option: 1.0})
+
+
 def test_vivid_share_changes_only_the_chosen_crops(photo_dirs) -> None:
     """``vivid=0`` draws exactly the default bank; ``vivid=1`` makes every photo crop more colourful, and the
     input is degraded from that vivid ground truth (not from the original colours)."""
     train, _ = photo_dirs
     photos = find_photos(train)
-    default = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced")
-    off = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced", vivid=0.0)
-    on = TrainBank(photos, [], crop=32, size=4, seed=5, degradations="chains-balanced", vivid=1.0)
-    for i in range(4):
-        assert np.array_equal(default.sample(i).gt, off.sample(i).gt)
-        assert np.array_equal(default.sample(i).inp, off.sample(i).inp)
+    default, on = _default_and_full_share(photos, "vivid", 4)
     plain = np.mean([_chroma(default.sample(i).gt) for i in range(4)])
     vivid = np.mean([_chroma(on.sample(i).gt) for i in range(4)])
     assert vivid > 1.2 * plain
@@ -440,12 +446,7 @@ def test_soft_truth_share_softens_the_ground_truth_before_the_chain(photo_dirs) 
     the input is degraded from that soft ground truth."""
     train, _ = photo_dirs
     photos = find_photos(train)
-    default = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced")
-    off = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced", soft_truth=0.0)
-    on = TrainBank(photos, [], crop=32, size=6, seed=5, degradations="chains-balanced", soft_truth=1.0)
-    for i in range(6):
-        assert np.array_equal(default.sample(i).gt, off.sample(i).gt)
-        assert np.array_equal(default.sample(i).inp, off.sample(i).inp)
+    default, on = _default_and_full_share(photos, "soft_truth", 6)
     sharp = np.mean([_sharpness(default.sample(i).gt) for i in range(6)])
     soft = np.mean([_sharpness(on.sample(i).gt) for i in range(6)])
     assert soft < 0.8 * sharp
