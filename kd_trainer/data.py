@@ -359,8 +359,8 @@ def _maybe_vivid(image: np.ndarray, rng: np.random.Generator, share: float) -> n
     return image
 
 
-#: Gaussian sigmas (pixels) :func:`soften` draws from: soft like a small webcam portrait or out-of-focus shading,
-#: below the training chain's camera softness (up to 1.5) on top of it.
+#: Gaussian sigmas (pixels) :func:`soften` draws from: soft like a small webcam portrait or out-of-focus shading.
+#: The training chain's own camera softness (sigma up to 1.5) may then blur the input further.
 SOFT_TRUTH_SIGMA = (0.4, 1.2)
 
 
