@@ -274,7 +274,7 @@ class TrainBank(Dataset):
         path = self.pick_photo(rng)
         if self.degradations == "presets":
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
-            gt = _maybe_soft(_maybe_vivid(gt, rng, self.vivid), rng, self.soft_truth)
+            gt = _vary_crop(gt, rng, self.vivid, self.soft_truth)
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
         mix = "balanced" if self.degradations == "chains-balanced" else "call"
@@ -352,13 +352,6 @@ def vivid_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out[..., order])
 
 
-def _maybe_vivid(image: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
-    """:func:`vivid_colours` for a ``share`` of the calls; with share 0 it draws nothing from ``rng``."""
-    if share > 0 and rng.random() < share:
-        return vivid_colours(image, rng)
-    return image
-
-
 #: Gaussian sigmas (pixels) :func:`soften` draws from: soft like a small webcam portrait or out-of-focus shading.
 #: The training chain's own camera softness (sigma up to 1.5) may then blur the input further.
 SOFT_TRUTH_SIGMA = (0.4, 1.2)
@@ -370,10 +363,12 @@ def soften(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def _maybe_soft(image: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
-    """:func:`soften` for a ``share`` of the calls; with share 0 it draws nothing from ``rng``."""
-    if share > 0 and rng.random() < share:
-        return soften(image, rng)
+def _vary_crop(image: np.ndarray, rng: np.random.Generator, vivid: float, soft_truth: float) -> np.ndarray:
+    """A ground-truth crop made vivid (:func:`vivid_colours`) for a ``vivid`` share of the calls, then soft by
+    nature (:func:`soften`) for a ``soft_truth`` share; a share of 0 draws nothing from ``rng``."""
+    for share, transform in ((vivid, vivid_colours), (soft_truth, soften)):
+        if share > 0 and rng.random() < share:
+            image = transform(image, rng)
     return image
 
 
@@ -394,7 +389,7 @@ def chain_sample(
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
-    region = _maybe_soft(_maybe_vivid(region, rng, vivid), rng, soft_truth)
+    region = _vary_crop(region, rng, vivid, soft_truth)
     chain = sample_train_chain(rng, mix=mix, single_step_share=single_step_share)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))

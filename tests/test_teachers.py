@@ -155,3 +155,5 @@ def test_student_teacher_runs_a_checkpoint_like_the_student_itself(tmp_path) -> 
     assert assistant.name == "quality-m2.pt" and assistant.parent.name == "assistants"
     with pytest.raises(TeacherError, match="student teacher"):
         make_teacher(f"student:{tmp_path / 'missing.pt'}")
+    with pytest.raises(TeacherError, match="no shipped student 'qualty'; shipped: .*quality-m2"):
+        make_teacher("student:qualty")  # a mistyped name lists what ships

@@ -129,19 +129,30 @@ def student_teacher_path(value: str) -> Path:
     return Path(value)
 
 
-def init_checkpoint_path(value: str) -> Path:
-    """The checkpoint ``init_from`` names: ``student:NAME`` as in :func:`student_teacher_path`, else a path."""
-    kind, sep, name = value.partition(":")
-    if not (sep and kind == "student"):
-        return Path(value)
-    path = student_teacher_path(name)
-    if "/" not in name and not path.is_file():
+def existing_student_path(value: str) -> Path:
+    """:func:`student_teacher_path`, refusing a bare name that no shipped checkpoint has with a
+    :class:`~kd_trainer.models.student.CheckpointError` that lists the shipped names."""
+    path = student_teacher_path(value)
+    if "/" not in value and not path.is_file():
         from kd_trainer.models.student import CheckpointError
         from kd_trainer.paths import ASSISTANTS_DIR, SHIPPED_STUDENTS_DIR
 
         shipped = sorted(p.stem for d in (SHIPPED_STUDENTS_DIR, ASSISTANTS_DIR) for p in d.glob("*.pt"))
-        raise CheckpointError(f"init_from={value}: no shipped student {name!r}; shipped: {', '.join(shipped)}")
+        raise CheckpointError(f"no shipped student {value!r}; shipped: {', '.join(shipped)}")
     return path
+
+
+def init_checkpoint_path(value: str) -> Path:
+    """The checkpoint ``init_from`` names: ``student:NAME`` as in :func:`existing_student_path`, else a path."""
+    from kd_trainer.models.student import CheckpointError
+
+    kind, sep, name = value.partition(":")
+    if not (sep and kind == "student"):
+        return Path(value)
+    try:
+        return existing_student_path(name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"init_from={value}: {exc}") from None
 
 
 class StudentTeacher(Teacher):
@@ -157,8 +168,8 @@ class StudentTeacher(Teacher):
 
         from kd_trainer.models.student import CheckpointError, load_student
 
-        self.path = student_teacher_path(spec)
         try:
+            self.path = existing_student_path(spec)
             self.model, _ = load_student(self.path)
         except CheckpointError as exc:
             raise TeacherError(f"student teacher: {exc}") from exc
