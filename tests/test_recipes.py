@@ -68,6 +68,7 @@ def test_list_configs_from_an_installed_wheel(tmp_path) -> None:
         packaged = set(zf.namelist())
         assert {"kd_trainer/configs/fast.yaml", "kd_trainer/configs/quality.yaml"} <= packaged
         assert "kd_trainer/assets/assistants/quality-m2.pt" in packaged  # the fast recipe's teacher
+        assert "kd_trainer/assets/assistants/quality-e48.pt" in packaged  # where the quality recipe starts
         zf.extractall(site)
     code = (
         "import sys, kd_trainer; from kd_trainer.cli import train_main; "
@@ -120,3 +121,21 @@ def test_student_teachers_of_the_recipes_ship_with_the_package() -> None:
             assert read_checkpoint(path)["name"].startswith("runet-"), (name, path)
             checked.append(name)
     assert "fast" in checked
+
+
+def test_recipe_starting_weights_ship_with_the_package() -> None:
+    """A recipe that warm restarts (``init_from: student:NAME``, as ``quality`` does) starts from a checkpoint in
+    the package assets with the recipe's own architecture, so a fresh checkout reproduces it."""
+    from kd_trainer.models.student import read_checkpoint
+    from kd_trainer.models.teachers import init_checkpoint_path
+    from kd_trainer.paths import ASSETS_DIR
+
+    checked = []
+    for name in packaged_configs():
+        config = load_config(name)
+        if config.init_from.startswith("student:"):
+            path = init_checkpoint_path(config.init_from)
+            assert path.is_file() and ASSETS_DIR in path.parents, (name, path)
+            assert read_checkpoint(path)["name"] == config.model, (name, path)
+            checked.append(name)
+    assert "quality" in checked
