@@ -105,37 +105,26 @@ def test_shipped_students_were_trained_by_their_packaged_recipe(name: str) -> No
     assert not differs, f"shipped {name}.pt vs kd_trainer/configs/{name}.yaml (saved, recipe): {differs}"
 
 
-def test_student_teachers_of_the_recipes_ship_with_the_package() -> None:
-    """A recipe that learns from a student (``teacher: student:NAME``, as ``fast`` does) names one in the package
-    assets, so a fresh checkout can run it; its checkpoint loads."""
+def test_student_checkpoints_the_recipes_name_ship_with_the_package() -> None:
+    """A recipe that learns from a student (``teacher: student:NAME``, as ``fast`` does) or warm restarts from one
+    (``init_from: student:NAME``, as ``quality`` does) names a checkpoint in the package assets, so a fresh
+    checkout can run it; the teacher loads as a student, the starting weights as the recipe's own architecture."""
     from kd_trainer.models.student import read_checkpoint
-    from kd_trainer.models.teachers import student_teacher_path
+    from kd_trainer.models.teachers import init_checkpoint_path, student_teacher_path
     from kd_trainer.paths import ASSETS_DIR
 
-    checked = []
+    teachers, starts = [], []
     for name in packaged_configs():
-        kind, _, value = load_config(name).teacher.partition(":")
+        config = load_config(name)
+        kind, _, value = config.teacher.partition(":")
         if kind == "student":
             path = student_teacher_path(value)
             assert path.is_file() and ASSETS_DIR in path.parents, (name, path)
             assert read_checkpoint(path)["name"].startswith("runet-"), (name, path)
-            checked.append(name)
-    assert "fast" in checked
-
-
-def test_recipe_starting_weights_ship_with_the_package() -> None:
-    """A recipe that warm restarts (``init_from: student:NAME``, as ``quality`` does) starts from a checkpoint in
-    the package assets with the recipe's own architecture, so a fresh checkout reproduces it."""
-    from kd_trainer.models.student import read_checkpoint
-    from kd_trainer.models.teachers import init_checkpoint_path
-    from kd_trainer.paths import ASSETS_DIR
-
-    checked = []
-    for name in packaged_configs():
-        config = load_config(name)
+            teachers.append(name)
         if config.init_from.startswith("student:"):
             path = init_checkpoint_path(config.init_from)
             assert path.is_file() and ASSETS_DIR in path.parents, (name, path)
             assert read_checkpoint(path)["name"] == config.model, (name, path)
-            checked.append(name)
-    assert "quality" in checked
+            starts.append(name)
+    assert "fast" in teachers and "quality" in starts
