@@ -46,6 +46,7 @@ from kd_trainer.models.student import (
     read_checkpoint,
     save_checkpoint,
     scale_residual,
+    warm_start,
 )
 from kd_trainer.models.teachers import TeacherCache, init_checkpoint_path, make_teacher
 from kd_trainer.paths import cache_dir
@@ -129,8 +130,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     # --- model, optimiser, state
     model = build_student(cfg.model)
     if cfg.init_from:
-        init, _ = load_student(init_checkpoint_path(cfg.init_from), expect=model.config)
-        model.load_state_dict(init.state_dict())
+        init, _ = load_student(init_checkpoint_path(cfg.init_from))
+        warm_start(model, init, f"init_from={cfg.init_from}")
     model.to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     global_batch = cfg.batch_size * ddp.world_size  # batch_size is per rank

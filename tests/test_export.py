@@ -78,12 +78,14 @@ def _assert_matches_torch_at_sizes(model, onnx_path, sizes) -> None:
         assert np.abs(y - ref).max() < 1e-5
 
 
-def test_frame_context_student_exports_with_dynamic_size_and_matches_torch(tmp_path) -> None:
-    model = perturbed_student("runet-f3")
+# the context branch reads the only level (runet-f3) or the deepest of three (runet-m4)
+@pytest.mark.parametrize("name", ["runet-f3", "runet-m4"])
+def test_frame_context_student_exports_with_dynamic_size_and_matches_torch(tmp_path, name) -> None:
+    model = perturbed_student(name)
     with torch.no_grad():  # a non-trivial context branch: per-frame scales away from 1
         torch.nn.init.normal_(model.context.scale.weight, std=0.5)
         torch.nn.init.normal_(model.bands.gain.weight, std=0.5)
-    result = export_onnx(model, tmp_path / "ctx.onnx", height=64, width=96, dynamic=True, name="runet-f3")
+    result = export_onnx(model, tmp_path / "ctx.onnx", height=64, width=96, dynamic=True, name=name)
     _assert_matches_torch_at_sizes(model, result.path, ((64, 96), (120, 200)))  # pooled stats follow the size
 
 

@@ -178,6 +178,41 @@ def test_frame_context_starts_as_identity_and_sees_the_whole_frame() -> None:
         StudentConfig(4, (16,), (1,), context=-1)
 
 
+def test_frame_context_of_a_deep_student_reads_the_deepest_level() -> None:
+    """In a three-level student the branch probes the bottleneck (96 channels) and rescales the 16 level-0 ones."""
+    model = build_student("runet-m4")
+    assert model.context.probe.in_channels == 96 and model.context.scale.out_channels == 16
+    from kd_trainer.models.student import FrameContext
+
+    ctx = FrameContext(16, 8, 32)
+    x, deep = torch.rand(1, 16, 16, 16), torch.rand(1, 32, 4, 4)
+    with torch.no_grad():
+        ctx.scale.weight.normal_()
+    y = ctx(x, deep)
+    assert not torch.allclose(y, x)
+    assert torch.equal(ctx(x, deep.clone()), y)  # the deep features alone set the scales
+    assert not torch.allclose(ctx(x, deep * 2.0), y)
+
+
+def test_warm_start_grows_a_context_branch_and_refuses_other_shapes() -> None:
+    """A context student starts as exactly the same student without the branch; any other shape is refused."""
+    from kd_trainer.models.student import warm_start
+
+    base = perturbed_student("runet-m3")
+    grown = build_student("runet-m4")
+    warm_start(grown, base)
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.equal(grown(x), base(x))
+    same = build_student("runet-m3")
+    warm_start(same, base)
+    pairs = zip(same.state_dict().values(), base.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    for wrong in ("runet-m2", "runet-f3"):  # another shape, and a context student from a different base
+        with pytest.raises(CheckpointError, match="without its context branch"):
+            warm_start(build_student(wrong), base)
+
+
 def test_lowcut_residual_is_high_pass_by_construction() -> None:
     model = perturbed_student("runet-m3")
     with torch.no_grad():  # a residual that wants to brighten the whole frame

@@ -177,6 +177,15 @@ STUDENTS: dict[str, StudentConfig] = {
         lowcut=8,
         description="quality v3: runet-m2 with a high-pass residual (no brightness shifts wider than ~16 px)",
     ),
+    "runet-m4": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        lowcut=8,
+        context=32,
+        description="quality v4: runet-m3 plus a whole-frame context branch from the deepest level",
+    ),
     "runet-f4": StudentConfig(
         4,
         (16,),
@@ -334,22 +343,24 @@ class GainBands(nn.Module):
 class FrameContext(nn.Module):
     """Whole-frame context: features are rescaled per channel by statistics pooled over the entire frame.
 
-    ``x * (1 + W2 @ mean(relu(W1 @ x)))``, squeeze-and-excitation style but without a sigmoid. The pooled
-    statistics tell the student what kind of damage the *frame* has (noise, blocking, softness, or none), which
-    a small receptive field cannot see. ``W2`` starts at zero, so a fresh student is unchanged. (A first version
-    used ``2 * sigmoid``: in three of four CPU runs it drove the scales to 0, where the sigmoid's gradient
-    vanishes, and the student stayed the identity for good; a linear scale keeps its gradient at 0.)
+    ``x * (1 + W2 @ mean(relu(W1 @ deep)))``, squeeze-and-excitation style but without a sigmoid, where ``deep``
+    are the deepest level's features (for a one-level student, the features themselves). The pooled statistics
+    tell the student what kind of damage the *frame* has (noise, blocking, softness, or none), which a small
+    receptive field cannot see; the deepest level sees the most of the frame per position. ``W2`` starts at zero,
+    so a fresh student is unchanged. (A first version used ``2 * sigmoid``: in three of four CPU runs it drove the
+    scales to 0, where the sigmoid's gradient vanishes, and the student stayed the identity for good; a linear
+    scale keeps its gradient at 0.)
     """
 
-    def __init__(self, features: int, width: int) -> None:
+    def __init__(self, features: int, width: int, deep_features: int | None = None) -> None:
         super().__init__()
-        self.probe = nn.Conv2d(features, width, 1)
+        self.probe = nn.Conv2d(deep_features or features, width, 1)
         self.scale = nn.Conv2d(width, features, 1)
         nn.init.zeros_(self.scale.weight)
         nn.init.zeros_(self.scale.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = F.relu(self.probe(x)).mean(dim=(2, 3), keepdim=True)
+    def forward(self, x: torch.Tensor, deep: torch.Tensor | None = None) -> torch.Tensor:
+        stats = F.relu(self.probe(x if deep is None else deep)).mean(dim=(2, 3), keepdim=True)
         return x * (1.0 + self.scale(stats))
 
 
@@ -401,7 +412,7 @@ class ResidualUNet(nn.Module):
         self.decoders = nn.ModuleList(
             nn.Sequential(*[block(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
         )
-        self.context = FrameContext(w[0], config.context) if config.context else None
+        self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
         tail_in = w[0] + (u * u if config.bands else 0)
         if self.bands is not None:  # the tail places the band channels at full resolution
@@ -422,23 +433,27 @@ class ResidualUNet(nn.Module):
             nn.init.zeros_(self.detail.weight)
             nn.init.zeros_(self.detail.bias)
 
-    def body(self, h: torch.Tensor) -> torch.Tensor:
-        """The UNet between stem and tail, on stem features (``widths[0]`` channels)."""
+    def body(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The UNet between stem and tail, on stem features (``widths[0]`` channels).
+
+        Returns the level-0 output features and the deepest level's encoder features (the context's input).
+        """
         skips = []
         for i, enc in enumerate(self.encoders):
             h = enc(h)
             if i < len(self.downs):
                 skips.append(h)
                 h = self.downs[i](h)
+        deep = h
         for i in reversed(range(len(self.ups))):
             h = self.decoders[i](self.ups[i](h) + skips[i])
-        return h
+        return h, deep
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
-        features = self.body(self.stem(x))
+        features, deep = self.body(self.stem(x))
         if self.context is not None:
-            features = self.context(features)
+            features = self.context(features, deep)
         if self.bands is not None:
             features = torch.cat([features, self.bands(x, features)], dim=1)
         out = self.tail(features)
@@ -600,3 +615,20 @@ def load_student(
         ) from exc
     model.eval()
     return model, ckpt
+
+
+def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
+    """Copy ``init``'s weights into ``model``: the same student, or the same one without the context branch.
+
+    A student that adds a whole-frame context branch to ``init``'s shape keeps the branch as built (its scale
+    starts at zero), so it begins as exactly ``init`` and learns the branch from there.
+    """
+    same_without_context = dataclasses.replace(model.config, context=0) == init.config
+    if init.config != model.config and not same_without_context:
+        raise CheckpointError(
+            f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
+            "(the same shape, or that shape without its context branch); pass the matching model"
+        )
+    missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("context.") for key in missing):
+        raise CheckpointError(f"{source}: weights do not fit: missing {missing}, unexpected {unexpected}")
