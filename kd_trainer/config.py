@@ -90,6 +90,7 @@ class TrainConfig:
     edge_weight: float = 0.0
     psnr_weight: float = 0.0  # weight of a soft -PSNR(S, GT) per crop, in dB (weights near-clean crops up)
     psnr_cap_db: float = 40.0  # above this PSNR the term flattens into plain MSE
+    harm_weight: float = 0.0  # weight of the dB each crop lost against its input (0 for crops it improved)
     # optimisation
     epochs: int = 10
     batch_size: int = 16
@@ -202,6 +203,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("edge_weight", 0.0, 1e3, ""),
     ("psnr_weight", 0.0, 1e3, ""),
     ("psnr_cap_db", 1.0, 100.0, " (dB)"),
+    ("harm_weight", 0.0, 1e3, ""),
     ("vivid", 0.0, 1.0, " (a share of the photo crops)"),
     ("soft_truth", 0.0, 1.0, " (a share of the crops)"),
     ("epochs", 1, 100_000, ""),

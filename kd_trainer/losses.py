@@ -32,9 +32,24 @@ def neg_psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = 40.0) -> torch.Te
     return (10.0 * torch.log10(mse + 10.0 ** (-cap_db / 10.0))).mean()
 
 
+def psnr_harm(
+    out: torch.Tensor, degraded: torch.Tensor, gt: torch.Tensor, cap_db: float = 40.0
+) -> torch.Tensor:
+    """Mean over the batch of how many dB each crop lost against its own degraded input, ``max(0, PSNR_in -
+    PSNR_out)`` with the soft cap of :func:`neg_psnr`: zero for every crop the student improved.
+
+    It is the training form of the *harm* that val and test report (frames made worse than doing nothing). On a
+    clean crop (input = ground truth) the input's error is the cap's floor, so any change at all is harm.
+    """
+    floor = 10.0 ** (-cap_db / 10.0)
+    mse_out = (out.float() - gt.float()).pow(2).flatten(1).mean(1)
+    mse_in = (degraded.float() - gt.float()).pow(2).flatten(1).mean(1)
+    return F.relu(10.0 * torch.log10((mse_out + floor) / (mse_in + floor))).mean()
+
+
 class DistillLoss(nn.Module):
     """``alpha*L1(S,GT) + beta*L1(S,T)`` plus optional ``fft_weight*FFT-L1(S,GT)``,
-    ``edge_weight*Edge-L1(S,GT)`` and ``psnr_weight*(-PSNR(S,GT))``."""
+    ``edge_weight*Edge-L1(S,GT)``, ``psnr_weight*(-PSNR(S,GT))`` and ``harm_weight*harm(S, input, GT)``."""
 
     def __init__(
         self,
@@ -44,10 +59,11 @@ class DistillLoss(nn.Module):
         edge_weight: float = 0.0,
         psnr_weight: float = 0.0,
         psnr_cap_db: float = 40.0,
+        harm_weight: float = 0.0,
     ):
         super().__init__()
         self.alpha, self.beta, self.fft_weight, self.edge_weight = alpha, beta, fft_weight, edge_weight
-        self.psnr_weight, self.psnr_cap_db = psnr_weight, psnr_cap_db
+        self.psnr_weight, self.psnr_cap_db, self.harm_weight = psnr_weight, psnr_cap_db, harm_weight
 
     def forward(
         self,
@@ -55,8 +71,10 @@ class DistillLoss(nn.Module):
         gt: torch.Tensor,
         teacher: torch.Tensor | None = None,
         teacher_mask: torch.Tensor | None = None,
+        degraded: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its terms; ``teacher_mask`` (B,) selects the samples that have a teacher output."""
+        """Total loss and its terms; ``teacher_mask`` (B,) selects the samples that have a teacher output,
+        ``degraded`` is the student's input (needed by the harm term)."""
         terms: dict[str, torch.Tensor] = {"l1_gt": F.l1_loss(student, gt)}
         total = self.alpha * terms["l1_gt"]
         if self.beta > 0:
@@ -81,4 +99,12 @@ class DistillLoss(nn.Module):
         if self.psnr_weight > 0:
             terms["neg_psnr"] = neg_psnr(student, gt, self.psnr_cap_db)
             total = total + self.psnr_weight * terms["neg_psnr"]
+        if self.harm_weight > 0:
+            if degraded is None or degraded.shape != student.shape:
+                got = None if degraded is None else tuple(degraded.shape)
+                raise ValueError(
+                    f"harm_weight > 0 needs the degraded input, shaped as the student's output: {got}"
+                )
+            terms["harm"] = psnr_harm(student, degraded, gt, self.psnr_cap_db)
+            total = total + self.harm_weight * terms["harm"]
         return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}

@@ -139,7 +139,7 @@ def measure_step_seconds(
     def step() -> None:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = trial(inp)
-        loss, _ = loss_fn(out.float(), gt, gt, None)  # gt stands in for a teacher output
+        loss, _ = loss_fn(out.float(), gt, gt, None, degraded=inp)  # gt stands in for a teacher output
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

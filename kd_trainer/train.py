@@ -60,7 +60,19 @@ from kd_trainer.plan import (
 )
 from kd_trainer.runlock import run_lock
 
-LOG_FIELDS = ["step", "epoch", "lr", "loss", "l1_gt", "l1_teacher", "fft", "edge", "neg_psnr", "seconds"]
+LOG_FIELDS = [
+    "step",
+    "epoch",
+    "lr",
+    "loss",
+    "l1_gt",
+    "l1_teacher",
+    "fft",
+    "edge",
+    "neg_psnr",
+    "harm",
+    "seconds",
+]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -237,7 +249,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         else None
     )
     loss_fn = DistillLoss(
-        cfg.alpha, cfg.beta, cfg.fft_weight, cfg.edge_weight, cfg.psnr_weight, cfg.psnr_cap_db
+        cfg.alpha,
+        cfg.beta,
+        cfg.fft_weight,
+        cfg.edge_weight,
+        cfg.psnr_weight,
+        cfg.psnr_cap_db,
+        cfg.harm_weight,
     )
     use_amp = cfg.amp and cuda
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -384,7 +402,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
                 tmask = batch["has_teacher"].to(device) if "has_teacher" in batch else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = net(inp)
-                loss, terms = loss_fn(out.float(), gt, tch, tmask)
+                loss, terms = loss_fn(out.float(), gt, tch, tmask, degraded=inp)
                 if not math.isfinite(terms["loss"]):
                     raise FloatingPointError(
                         f"loss became {terms['loss']} at step {state['step']}; lower lr="

@@ -19,7 +19,7 @@ from kd_trainer.data import (
     vivid_colours,
 )
 from kd_trainer.io import ImageReadError, read_image, write_image
-from kd_trainer.losses import DistillLoss, edge_l1, fft_l1, neg_psnr
+from kd_trainer.losses import DistillLoss, edge_l1, fft_l1, neg_psnr, psnr_harm
 
 
 def _pairs(root, names_blur, names_sharp, size=(48, 40)):
@@ -167,6 +167,33 @@ def test_psnr_term_is_per_crop_psnr_and_weights_near_clean_crops_up() -> None:
     assert low_cap[1] > 5 * low_cap[0]
     assert math.isfinite(float(neg_psnr(gt, gt)))  # exact copies are capped, not -inf
     assert "neg_psnr" not in DistillLoss(1.0, 0.0)(student, gt)[1]
+
+
+def test_harm_term_counts_only_the_db_a_crop_lost_against_its_input() -> None:
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.rand(3, 3, 16, 16, generator=gen)
+    degraded = gt + 0.05 * torch.randn(gt.shape, generator=gen)
+    degraded[2] = gt[2]  # a clean sample: the input is the ground truth
+    out = gt.clone()
+    out[0] = 0.5 * (degraded[0] + gt[0])  # improved: no harm
+    out[1] = gt[1] + 0.1 * torch.randn(gt[1].shape, generator=gen)  # made worse than its input
+    out[2] = gt[2] + 0.003  # a clean crop changed at all
+    mse = lambda a: ((a - gt) ** 2).flatten(1).mean(1).double()  # noqa: E731
+    floor = 1e-4  # the 40 dB cap
+    lost = 10 * torch.log10((mse(out) + floor) / (mse(degraded) + floor))
+    assert lost[0] < 0 < lost[1] and lost[2] > 0
+    expected = float(lost.clamp(min=0).mean())
+    assert float(psnr_harm(out, degraded, gt)) == pytest.approx(expected, rel=1e-4)
+    assert float(psnr_harm(degraded, degraded, gt)) == 0.0  # doing nothing is never harm
+    total, terms = DistillLoss(1.0, 0.0, harm_weight=0.5)(out, gt, degraded=degraded)
+    assert terms["harm"] == pytest.approx(expected, rel=1e-4)
+    assert float(total) == pytest.approx(terms["l1_gt"] + 0.5 * terms["harm"], rel=1e-5)
+    x = out.clone().requires_grad_(True)  # the improved crop gets no pull from it
+    psnr_harm(x, degraded, gt).backward()
+    assert float(x.grad[0].abs().sum()) == 0.0 and float(x.grad[1].abs().sum()) > 0
+    with pytest.raises(ValueError, match="needs the degraded input"):
+        DistillLoss(1.0, 0.0, harm_weight=0.5)(out, gt)
+    assert "harm" not in DistillLoss(1.0, 0.0)(out, gt, degraded=degraded)[1]
 
 
 def test_fft_and_edge_losses_are_zero_only_for_equal_images() -> None:
