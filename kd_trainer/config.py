@@ -26,8 +26,9 @@ class TrainConfig:
 
     name: str = "run"
     model: str = "runet-f"
-    # optional student checkpoint to start from (same architecture, or the same without the context branch): a path, or student:NAME for one shipped with
-    # the package (kd_trainer/assets/students or assistants, e.g. student:quality-e48, the 48-epoch base)
+    # optional student checkpoint to start from (same architecture, or the same without the context branch): a
+    # path, or student:NAME for one shipped with the package (kd_trainer/assets/students or assistants, e.g.
+    # student:quality-e48, the 48-epoch base)
     init_from: str = ""
     teacher: str = "none"  # none | maxim-deblur | onnx:PATH | restormer:PATH
     # data
