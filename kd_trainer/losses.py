@@ -20,6 +20,12 @@ def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(dx(a), dx(b)) + F.l1_loss(dy(a), dy(b))
 
 
+def _soft_error_db(a: torch.Tensor, b: torch.Tensor, cap_db: float) -> torch.Tensor:
+    """Per crop, ``10*log10(MSE + 10^(-cap/10))``: ``-PSNR`` in dB, flattening into MSE above ``cap_db``."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(mse + 10.0 ** (-cap_db / 10.0))
+
+
 def neg_psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = 40.0) -> torch.Tensor:
     """Mean over the batch of a soft ``-PSNR`` per crop (dB, images in [0,1]): ``10*log10(MSE + 10^(-cap/10))``.
 
@@ -28,8 +34,7 @@ def neg_psnr(a: torch.Tensor, b: torch.Tensor, cap_db: float = 40.0) -> torch.Te
     term flattens into plain MSE, so crops that are already near-perfect cannot pin the student to the
     identity (exact copies would otherwise be worth unbounded dB).
     """
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
-    return (10.0 * torch.log10(mse + 10.0 ** (-cap_db / 10.0))).mean()
+    return _soft_error_db(a, b, cap_db).mean()
 
 
 def psnr_harm(
@@ -41,10 +46,7 @@ def psnr_harm(
     It is the training form of the *harm* that val and test report (frames made worse than doing nothing). On a
     clean crop (input = ground truth) the input's error is the cap's floor, so any change at all is harm.
     """
-    floor = 10.0 ** (-cap_db / 10.0)
-    mse_out = (out.float() - gt.float()).pow(2).flatten(1).mean(1)
-    mse_in = (degraded.float() - gt.float()).pow(2).flatten(1).mean(1)
-    return F.relu(10.0 * torch.log10((mse_out + floor) / (mse_in + floor))).mean()
+    return F.relu(_soft_error_db(out, gt, cap_db) - _soft_error_db(degraded, gt, cap_db)).mean()
 
 
 class DistillLoss(nn.Module):
