@@ -425,12 +425,42 @@ def sample_train_chain(
     return Chain(**p)
 
 
+def _blur_alone(rng: np.random.Generator) -> Chain:
+    return Chain(blur_sigma=float(rng.uniform(0.3, 1.5)))
+
+
+def _motion_alone(rng: np.random.Generator) -> Chain:
+    return Chain(motion_len=int(rng.integers(2, 8)), motion_angle=float(rng.uniform(0, 180)))
+
+
+#: Of the chains that :func:`with_blur_only` replaces, this share is Gaussian softness, the rest camera shake.
+BLUR_ONLY_GAUSSIAN = 0.6
+
+
+def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chain:
+    """``chain``, or for a ``share`` of the damaged chains camera blur alone (Gaussian softness or shake, the
+    single-step variants), so that a frame that is only soft is seen more often than the mix draws it.
+
+    The choice is drawn from a child of ``rng`` (``rng.spawn``), which leaves ``rng``'s own stream untouched:
+    every sample that is not replaced is exactly the sample drawn without this option (teacher outputs cached
+    for it stay valid). Clean chains are never replaced, so the clean share stays.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"blur_only_share must be in 0..1, got {share}")
+    if share == 0 or chain.clean:
+        return chain
+    (child,) = rng.spawn(1)
+    if child.random() >= share:
+        return chain
+    return _blur_alone(child) if child.random() < BLUR_ONLY_GAUSSIAN else _motion_alone(child)
+
+
 def _single_step_chain(rng: np.random.Generator, h264: bool) -> Chain:
     """One kind of damage alone, with training variants."""
     kinds = ["blur", "noise", "jpeg", "motion", "oversharpen", "scale"] + (["h264"] if h264 else [])
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "blur":
-        return Chain(blur_sigma=float(rng.uniform(0.3, 1.5)))
+        return _blur_alone(rng)
     if kind == "noise":
         if rng.random() < 0.5:
             return Chain(noise="gauss", noise_sigma=float(rng.uniform(1.0, 6.0)))
@@ -442,7 +472,7 @@ def _single_step_chain(rng: np.random.Generator, h264: bool) -> Chain:
     if kind == "jpeg":
         return Chain(codec="jpeg", quality=int(rng.integers(20, 91)))
     if kind == "motion":
-        return Chain(motion_len=int(rng.integers(2, 8)), motion_angle=float(rng.uniform(0, 180)))
+        return _motion_alone(rng)
     if kind == "oversharpen":
         return Chain(oversharpen=float(rng.uniform(0.3, 1.2)), oversharpen_sigma=float(rng.uniform(0.8, 2.0)))
     if kind == "scale":

@@ -50,6 +50,10 @@ class TrainConfig:
     # rest are clean (15%) or whole call pipelines. More of it teaches what a frame that is only noisy or only
     # compressed needs: no sharpening
     single_step_share: float = 0.30
+    # with chain degradations: share of the damaged chains replaced by camera blur alone (Gaussian softness
+    # 60%, shake 40%; kd_trainer.chain.with_blur_only), so that a frame that is only soft, which calls rarely
+    # draw, is met as often as needed; the other samples (and their cached teacher outputs) stay the same
+    blur_only_share: float = 0.0
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
     # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
@@ -157,6 +161,11 @@ class TrainConfig:
                 f"single_step_share={self.single_step_share} only applies to degradations=chains-balanced "
                 f"(got degradations={self.degradations})"
             )
+        if self.blur_only_share and self.degradations not in ("chains", "chains-balanced"):
+            raise ConfigError(
+                f"blur_only_share={self.blur_only_share} needs chain degradations (chains or chains-balanced), "
+                f"got degradations={self.degradations}"
+            )
         if self.synthetic_share != -1.0 and not 0.0 <= self.synthetic_share <= 1.0:
             raise ConfigError(f"synthetic_share must be -1 (off) or in 0..1, got {self.synthetic_share}")
         for key in ("crop", "samples_per_epoch", "epochs", "batch_size", "checkpoint_every"):
@@ -207,6 +216,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("harm_weight", 0.0, 1e3, ""),
     ("vivid", 0.0, 1.0, " (a share of the photo crops)"),
     ("soft_truth", 0.0, 1.0, " (a share of the crops)"),
+    ("blur_only_share", 0.0, 1.0, " (a share of the damaged chains)"),
     ("epochs", 1, 100_000, ""),
     ("batch_size", 1, 4096, ""),
     ("crop", 8, 4096, " (pixels)"),

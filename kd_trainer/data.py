@@ -23,6 +23,7 @@ from kd_trainer.chain import (
     apply_chain,
     degrade_family,
     sample_train_chain,
+    with_blur_only,
 )
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
@@ -178,6 +179,7 @@ class TrainBank(Dataset):
         skip_noisy: bool = False,
         synthetic_share: float = -1.0,
         soft_truth: float = 0.0,
+        blur_only_share: float = 0.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -216,6 +218,9 @@ class TrainBank(Dataset):
             raise DataError(f"soft_truth must be a share in 0..1, got {soft_truth}")
         self.soft_truth = soft_truth  # share of crops whose ground truth is softened first (soften)
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
+        if not 0.0 <= blur_only_share <= 1.0:
+            raise DataError(f"blur_only_share must be a share in 0..1, got {blur_only_share}")
+        self.blur_only_share = blur_only_share  # share of damaged chains replaced by camera blur alone
         self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
         self._teacher_indices: list[int] | None = (
             None  # teacher_indices(), found once (those samples are fixed)
@@ -287,6 +292,7 @@ class TrainBank(Dataset):
             self.vivid,
             self.single_step_share,
             self.soft_truth,
+            self.blur_only_share,
         )
 
     def pick_photo(self, rng: np.random.Generator) -> Path:
@@ -381,16 +387,20 @@ def chain_sample(
     vivid: float = 0.0,
     single_step_share: float = SINGLE_STEP_SHARE,
     soft_truth: float = 0.0,
+    blur_only_share: float = 0.0,
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
     vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
     truth is soft too) for a ``soft_truth`` share; ``single_step_share`` as in
-    :func:`kd_trainer.chain.sample_train_chain`."""
+    :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains replaced by camera
+    blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
     region = _vary_crop(region, rng, vivid, soft_truth)
-    chain = sample_train_chain(rng, mix=mix, single_step_share=single_step_share)
+    chain = with_blur_only(
+        sample_train_chain(rng, mix=mix, single_step_share=single_step_share), rng, blur_only_share
+    )
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))
     return Sample(

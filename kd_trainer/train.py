@@ -179,6 +179,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "fresh_degradations",
             "vivid",
             "soft_truth",
+            "blur_only_share",
             "alpha",
             "beta",
         )
@@ -244,6 +245,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.teacher_skip_noise,
             cfg.synthetic_share,
             cfg.soft_truth,
+            cfg.blur_only_share,
         )
         if photos or pairs
         else None

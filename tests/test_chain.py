@@ -20,6 +20,7 @@ from kd_trainer.chain import (
     resize,
     sample_train_chain,
     video_round_trip,
+    with_blur_only,
     yuv_noise,
 )
 from kd_trainer.degrade import has_h264
@@ -175,6 +176,34 @@ def test_single_step_share_sets_how_much_damage_comes_alone() -> None:
     assert a == b
     with pytest.raises(ValueError, match="single_step_share must be in"):
         sample_train_chain(np.random.default_rng(0), mix="balanced", single_step_share=0.9)
+
+
+def test_with_blur_only_replaces_a_share_of_damaged_chains_by_blur_alone() -> None:
+    def draw(share: float, n: int = 1200) -> list[tuple[Chain, Chain, float]]:
+        out = []
+        for i in range(n):
+            rng = np.random.default_rng([3, i])
+            chain = sample_train_chain(rng, h264=True, mix="balanced")
+            replaced = with_blur_only(chain, rng, share)
+            out.append((chain, replaced, rng.random()))  # the draw after it: rng's own stream
+        return out
+
+    none = draw(0.0)
+    assert all(a is b for a, b, _ in none)
+    half = draw(0.5)
+    # the caller's stream never moves, whatever is replaced: later draws are the ones made without the option
+    assert [r for *_, r in half] == [r for *_, r in none]
+    changed = [(a, b) for a, b, _ in half if a != b]
+    damaged = sum(not a.clean for a, _, _ in half)
+    assert 0.4 < len(changed) / damaged < 0.6
+    assert all(not a.clean for a, _ in changed)  # clean chains stay clean
+    kinds = [("blur" if b.blur_sigma > 0 else "motion") for _, b in changed]
+    for _, b in changed:  # one step alone: Gaussian softness or shake, with the single-step variants
+        assert sum(_steps(b)) == 1
+        assert 0.3 <= b.blur_sigma <= 1.5 or 2 <= b.motion_len <= 7
+    assert 0.45 < kinds.count("blur") / len(kinds) < 0.75
+    with pytest.raises(ValueError, match="blur_only_share must be in"):
+        with_blur_only(Chain(blur_sigma=1.0), np.random.default_rng(0), 1.5)
 
 
 def _steps(c: Chain) -> list[bool]:

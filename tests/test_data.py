@@ -486,6 +486,32 @@ def test_soft_truth_share_softens_the_ground_truth_before_the_chain(photo_dirs) 
         TrainBank(photos, [], crop=32, size=4, soft_truth=-0.1)
 
 
+def test_blur_only_share_replaces_only_the_chosen_chains(photo_dirs) -> None:
+    """``blur_only_share=0`` draws exactly the default bank; with a share, the samples it does not replace are
+    the default ones (so their cached teacher outputs stay valid) and the others are blurred, not noisy."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    default, every = _default_and_full_share(photos, "blur_only_share", 12)
+    softer = 0
+    for i in range(12):
+        d, e = default.sample(i), every.sample(i)
+        assert np.array_equal(d.gt, e.gt)  # the same crop
+        if d.preset == "clean":
+            assert np.array_equal(e.inp, e.gt)
+        else:  # blur alone: never noisy, never sharper (a gentle blur can leave a smooth crop as it was)
+            assert not e.noisy and _sharpness(e.inp) <= _sharpness(e.gt)
+            softer += _sharpness(e.inp) < 0.95 * _sharpness(e.gt)
+    assert softer >= 6
+    some = TrainBank(
+        photos, [], crop=32, size=40, seed=5, degradations="chains-balanced", blur_only_share=0.5
+    )
+    plain = TrainBank(photos, [], crop=32, size=40, seed=5, degradations="chains-balanced")
+    same = [np.array_equal(some.sample(i).inp, plain.sample(i).inp) for i in range(40)]
+    assert 5 < sum(same) < 35
+    with pytest.raises(DataError, match="blur_only_share"):
+        TrainBank(photos, [], crop=32, size=4, blur_only_share=1.5)
+
+
 def test_synthetic_share_sets_how_many_crops_come_from_rendered_screens(photo_dirs, tmp_path) -> None:
     from kd_trainer.screens import is_synthetic
 
