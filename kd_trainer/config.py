@@ -50,9 +50,9 @@ class TrainConfig:
     # rest are clean (15%) or whole call pipelines. More of it teaches what a frame that is only noisy or only
     # compressed needs: no sharpening
     single_step_share: float = 0.30
-    # with chain degradations: share of the damaged chains replaced by camera blur alone (Gaussian softness
-    # 60%, shake 40%; kd_trainer.chain.with_blur_only), so that a frame that is only soft, which calls rarely
-    # draw, is met as often as needed; the other samples (and their cached teacher outputs) stay the same
+    # with chain degradations: share of the damaged chains without sensor noise replaced by camera blur alone
+    # (Gaussian softness 60%, shake 40%; kd_trainer.chain.with_blur_only), so that a frame that is only soft,
+    # which calls rarely draw, is met as often as needed; the other samples (and their teacher outputs) stay
     blur_only_share: float = 0.0
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):

@@ -496,12 +496,12 @@ def test_blur_only_share_replaces_only_the_chosen_chains(photo_dirs) -> None:
     for i in range(12):
         d, e = default.sample(i), every.sample(i)
         assert np.array_equal(d.gt, e.gt)  # the same crop
-        if d.preset == "clean":
-            assert np.array_equal(e.inp, e.gt)
+        if d.preset == "clean" or d.noisy:  # clean and noisy samples are never replaced
+            assert np.array_equal(e.inp, d.inp) and e.noisy == d.noisy
         else:  # blur alone: never noisy, never sharper (a gentle blur can leave a smooth crop as it was)
             assert not e.noisy and _sharpness(e.inp) <= _sharpness(e.gt)
             softer += _sharpness(e.inp) < 0.95 * _sharpness(e.gt)
-    assert softer >= 6
+    assert softer >= 5
     some = TrainBank(
         photos, [], crop=32, size=40, seed=5, degradations="chains-balanced", blur_only_share=0.5
     )
