@@ -444,7 +444,7 @@ def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chai
     The choice is drawn from a child of ``rng`` (``rng.spawn``), which leaves ``rng``'s own stream untouched:
     every sample that is not replaced is exactly the sample drawn without this option (teacher outputs cached
     for it stay valid). Clean chains and chains with sensor noise are never replaced, so the clean and the noisy
-    shares stay (replacing noisy chains too cost the ``quality`` student its denoising: val ``noise`` -0.23 dB).
+    shares stay as the mix draws them.
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"blur_only_share must be in 0..1, got {share}")
