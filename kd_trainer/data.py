@@ -220,7 +220,7 @@ class TrainBank(Dataset):
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         if not 0.0 <= blur_only_share <= 1.0:
             raise DataError(f"blur_only_share must be a share in 0..1, got {blur_only_share}")
-        self.blur_only_share = blur_only_share  # share of damaged chains replaced by camera blur alone
+        self.blur_only_share = blur_only_share  # share of noise-free damaged chains made camera blur alone
         self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
         self._teacher_indices: list[int] | None = (
             None  # teacher_indices(), found once (those samples are fixed)
@@ -392,8 +392,8 @@ def chain_sample(
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
     vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
     truth is soft too) for a ``soft_truth`` share; ``single_step_share`` as in
-    :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains replaced by camera
-    blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged)."""
+    :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains without sensor noise
+    replaced by camera blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
