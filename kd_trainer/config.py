@@ -151,20 +151,20 @@ class TrainConfig:
             check_single_step_share(self.single_step_share)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if self.teacher_skip_noise and self.degradations not in ("chains", "chains-balanced"):
+        chain_options = {
+            "teacher_skip_noise": self.teacher_skip_noise,
+            "blur_only_share": self.blur_only_share,
+        }
+        used = [f"{key}={str(value).lower()}" for key, value in chain_options.items() if value]
+        if used and self.degradations not in ("chains", "chains-balanced"):
             raise ConfigError(
-                f"teacher_skip_noise=true needs chain degradations (chains or chains-balanced), "
-                f"got degradations={self.degradations}"
+                f"{', '.join(used)} {'needs' if len(used) == 1 else 'need'} chain degradations "
+                f"(chains or chains-balanced), got degradations={self.degradations}"
             )
         if self.single_step_share != SINGLE_STEP_SHARE and self.degradations != "chains-balanced":
             raise ConfigError(
                 f"single_step_share={self.single_step_share} only applies to degradations=chains-balanced "
                 f"(got degradations={self.degradations})"
-            )
-        if self.blur_only_share and self.degradations not in ("chains", "chains-balanced"):
-            raise ConfigError(
-                f"blur_only_share={self.blur_only_share} needs chain degradations (chains or chains-balanced), "
-                f"got degradations={self.degradations}"
             )
         if self.synthetic_share != -1.0 and not 0.0 <= self.synthetic_share <= 1.0:
             raise ConfigError(f"synthetic_share must be -1 (off) or in 0..1, got {self.synthetic_share}")
