@@ -160,6 +160,11 @@ def load_val_frames(
     return _load_split(folder, "val", max_frames)
 
 
+def load_train_frames(folder: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """The train split (for probes that train a network of their own), like :func:`load_test_frames`."""
+    return _load_split(folder, "train", None)
+
+
 def frame_list(
     frames: Sequence[tuple[str, np.ndarray]], folder: str | Path | None = None
 ) -> list[dict[str, Any]]:
