@@ -148,8 +148,12 @@ def stream_probe(
     train_dir: str | Path | None = None,
     val_dir: str | Path | None = None,
     progress: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Train both probes and score them on the val clips: ``{"single"|"stream": {family: summary}}``."""
+    """Train both probes and score them on the val clips: ``{"single"|"stream": {family: summary}}``.
+
+    ``seed`` draws the training clips and the probes' initial weights and batches (one seed is one run; the
+    probe is small enough for runs to differ by a tenth of a dB per family)."""
     if steps < 1 or clips < 1:
         raise BenchInputError(f"need at least one step and one clip, got steps={steps}, clips={clips}")
     names, _skipped = ts.available_families(families or tb.clip_families())
@@ -157,8 +161,8 @@ def stream_probe(
     if single:
         raise BenchInputError(f"{', '.join(single)} code a single frame: nothing to fuse")
     photos = [img for _, img in ts.load_train_frames(train_dir)]
-    inputs, truths = training_clips(photos, clips)
-    nets = {kind: train_probe(inputs, truths, ch, steps, progress=progress) for kind, ch in INPUTS.items()}
+    inputs, truths = training_clips(photos, clips, seed=seed)
+    nets = {kind: train_probe(inputs, truths, ch, steps, seed, progress) for kind, ch in INPUTS.items()}
     frames = sorted(ts.load_val_frames(val_dir, None), key=lambda f: f[0])
     gains: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in nets}
     bar = tqdm(total=len(names) * len(frames), desc="scoring val clips", unit="clip", disable=not progress)
@@ -190,7 +194,7 @@ def stream_probe(
             for family, per in by_family.items()
         }
         for kind, by_family in gains.items()
-    } | {"setup": {"steps": steps, "clips": clips, "train_photos": len(photos)}}
+    } | {"setup": {"steps": steps, "clips": clips, "train_photos": len(photos), "seed": seed}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         "--train-dir", default=None, help="training photos (default: the photo pool's train/ split)"
     )
     ap.add_argument("--val-dir", default=None, help="val frames (default: the photo pool's val/ split)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="training clips, initial weights and batches (default 0)"
+    )
     ap.add_argument("--json", default="", help="also write the per-frame gains here")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         families = [f for f in args.families.split(",") if f] or None
         result = stream_probe(
-            args.steps, args.clips, families, args.train_dir, args.val_dir, not args.no_progress
+            args.steps, args.clips, families, args.train_dir, args.val_dir, not args.no_progress, args.seed
         )
     except (BenchInputError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -66,7 +66,7 @@ def test_cli_trains_both_probes_and_scores_the_val_clips(tmp_path: Path, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["single call-540p", "stream call-540p"]
     result = json.loads(out.read_text())
-    assert result["setup"] == {"steps": 3, "clips": 2, "train_photos": 1}
+    assert result["setup"] == {"steps": 3, "clips": 2, "train_photos": 1, "seed": 0}
     assert len(result["stream"]["call-540p"]["frames"]) == 1
     assert sp.main(["--steps", "0", "--no-progress"]) == 2
     assert sp.main(["--families", "jpeg", "--train-dir", str(train), "--no-progress"]) == 2
