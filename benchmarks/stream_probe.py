@@ -36,6 +36,7 @@ from benchmarks import temporal_bound as tb
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
 from kd_trainer.chain import family_chain, received_clip, sample_train_chain
+from kd_trainer.models.student import ResBlock
 from kd_trainer.sources import CONTENT_KINDS, frame_kind
 
 #: The probe's two inputs: the last frame alone (3 channels) or with the robust and plain means (9).
@@ -81,23 +82,13 @@ def training_clips(
     return np.stack(inputs), np.stack(truths)
 
 
-class _Block(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
-
-
 class ProbeNet(nn.Module):
     """The last frame plus a residual computed at half resolution from ``channels`` input channels."""
 
     def __init__(self, channels: int, width: int = 32, blocks: int = 4) -> None:
         super().__init__()
         self.stem = nn.Conv2d(channels, width, 2, stride=2)
-        self.body = nn.Sequential(*[_Block(width) for _ in range(blocks)])
+        self.body = nn.Sequential(*[ResBlock(width) for _ in range(blocks)])
         self.tail = nn.Conv2d(width, 12, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
