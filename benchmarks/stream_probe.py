@@ -12,7 +12,7 @@ Training clips are crops of the train photos through training call chains with H
 network is a probe, not a product: one level at half resolution, a few residual blocks, trained only on call
 chains, so it says nothing about clean, noisy or single-step frames, which it never saw.
 
-    python -m benchmarks.stream_probe --json runs/stream-probe.json        # ~30 min on 2 CPU cores
+    python -m benchmarks.stream_probe --json runs/stream-probe.json        # ~20 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ def training_clips(
             chain = sample_train_chain(rng, h264=True)
         chain = dataclasses.replace(chain, clip_frames=8, pan=float(rng.uniform(0.3, 2.0)))
         frames, offsets = received_clip(gt, chain, seed=i)
-        noisy = [
+        jittered = [
             (dx + rng.normal(0, 0.3), dy + rng.normal(0, 0.3)) if dx or dy else (0.0, 0.0)
             for dx, dy in offsets
         ]
-        inputs.append(stream_inputs(frames, noisy))
+        inputs.append(stream_inputs(frames, jittered))
         truths.append(gt)
     return np.stack(inputs), np.stack(truths)
 
