@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
 from kd_trainer.chain import family_chain, received_clip, sample_train_chain
 from kd_trainer.models.student import ResBlock
-from kd_trainer.sources import CONTENT_KINDS, frame_kind
+from kd_trainer.sources import frame_kind
 
 #: The probe's two inputs: the last frame alone (3 channels) or with the robust and plain means (9).
 INPUTS = {"single": 3, "stream": 9}
@@ -147,10 +146,7 @@ def stream_probe(
     probe is small enough for runs to differ by a tenth of a dB per family)."""
     if steps < 1 or clips < 1:
         raise BenchInputError(f"need at least one step and one clip, got steps={steps}, clips={clips}")
-    names, _skipped = ts.available_families(families or tb.clip_families())
-    single = [n for n in names if n not in tb.clip_families()]
-    if single:
-        raise BenchInputError(f"{', '.join(single)} code a single frame: nothing to fuse")
+    names = tb.clip_family_names(families)
     photos = [img for _, img in ts.load_train_frames(train_dir)]
     inputs, truths = training_clips(photos, clips, seed=seed)
     nets = {kind: train_probe(inputs, truths, ch, steps, seed, progress) for kind, ch in INPUTS.items()}
@@ -161,8 +157,7 @@ def stream_probe(
         for index, (name, gt) in enumerate(frames):
             clip, offsets = received_clip(gt, family_chain(family, index), seed=index)
             probe_input = stream_inputs(clip, tb.estimate_offsets(clip))
-            margin = math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in offsets)) + 2
-            inner = (slice(margin, gt.shape[0] - margin), slice(margin, gt.shape[1] - margin))
+            inner = tb.pan_interior(offsets, gt.shape)
             alone = ts.capped_psnr(gt[inner], clip[-1][inner])
             for kind, net in nets.items():
                 out = restore(net, probe_input)
@@ -171,19 +166,7 @@ def stream_probe(
     bar.close()
     kinds = {name: frame_kind(name) for name, _ in frames}
     return {
-        kind: {
-            family: {
-                "mean_gain": float(np.mean(list(per.values()))),
-                "worst_gain": float(min(per.values())),
-                "by_content": {
-                    c: float(np.mean(g))
-                    for c in CONTENT_KINDS
-                    if (g := [v for n, v in per.items() if kinds[n] == c])
-                },
-                "frames": per,
-            }
-            for family, per in by_family.items()
-        }
+        kind: {family: tb.gain_summary(per, kinds) for family, per in by_family.items()}
         for kind, by_family in gains.items()
     } | {"setup": {"steps": steps, "clips": clips, "train_photos": len(photos), "seed": seed}}
 

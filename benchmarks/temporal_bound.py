@@ -50,6 +50,40 @@ def clip_families() -> list[str]:
     ]
 
 
+def clip_family_names(families: Sequence[str] | None = None) -> list[str]:
+    """The ``families`` this machine can make (default: every clip family); a single-frame family is an error."""
+    clips = clip_families()
+    names, _skipped = ts.available_families(families or clips)
+    single = [n for n in names if n not in clips]
+    if single:
+        raise BenchInputError(f"{', '.join(single)} code a single frame: nothing to fuse (use {clips})")
+    return names
+
+
+def pan_interior(offsets: Sequence[tuple[float, float]], shape: Sequence[int]) -> tuple[slice, slice]:
+    """The part of a frame of ``shape`` that every frame of a clip panned by ``offsets`` still shows."""
+    margin = math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in offsets)) + 2
+    h, w = shape[:2]
+    if h <= 2 * margin or w <= 2 * margin:
+        raise BenchInputError(f"a {w}x{h} frame has no interior left after a pan of {margin - 2} pixels")
+    return slice(margin, h - margin), slice(margin, w - margin)
+
+
+def gain_summary(gains: dict[str, float], kinds: dict[str, str]) -> dict[str, Any]:
+    """Mean, worst and best of per-frame ``gains`` (by frame name), and the mean per content kind of ``kinds``."""
+    return {
+        "mean_gain": float(np.mean(list(gains.values()))),
+        "worst_gain": float(min(gains.values())),
+        "best_gain": float(max(gains.values())),
+        "by_content": {
+            kind: float(np.mean(kind_gains))
+            for kind in CONTENT_KINDS
+            if (kind_gains := [g for name, g in gains.items() if kinds[name] == kind])
+        },
+        "frames": gains,
+    }
+
+
 def _warp(frame: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """``frame`` moved by (dx, dy) pixels: bicubic, mirrored borders, float32."""
     m = np.float32([[1, 0, dx], [0, 1, dy]])
@@ -138,11 +172,7 @@ def fusion_gains(
     if any(k < 1 for k in windows):
         raise BenchInputError(f"fusion windows must be >= 1 frame, got {list(windows)}")
     aligned = align_to_last(frames, offsets if motion is None else motion)
-    margin = math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in offsets)) + 2
-    h, w = gt.shape[:2]
-    if h <= 2 * margin or w <= 2 * margin:
-        raise BenchInputError(f"a {w}x{h} frame has no interior left after a pan of {margin - 2} pixels")
-    inner = (slice(margin, h - margin), slice(margin, w - margin))
+    inner = pan_interior(offsets, gt.shape)
     ref = gt[inner]
     alone = ts.capped_psnr(ref, frames[-1][inner])
     gains = {}
@@ -168,11 +198,7 @@ def temporal_bound(
     ``estimated`` aligns by :func:`estimate_offsets` instead of the known pan; ``robust`` and ``restorer`` are
     those of :func:`fusion_gains`. Frames are indexed by name as in :func:`benchmarks.test_split.degraded_set`,
     so each clip's last frame is exactly the frame the students are scored on."""
-    clips = clip_families()
-    names, _skipped = ts.available_families(families or clips)
-    single = [n for n in names if n not in clips]
-    if single:
-        raise BenchInputError(f"{', '.join(single)} code a single frame: nothing to fuse (use {clips})")
+    names = clip_family_names(families)
     frames = sorted(ts.load_val_frames(val_dir, None), key=lambda f: f[0])
     per_frame: dict[str, dict[str, dict[int, float]]] = {}
     bar = tqdm(total=len(names) * len(frames), desc="coding clips", unit="clip", disable=not progress)
@@ -186,23 +212,10 @@ def temporal_bound(
             bar.update()
     bar.close()
     kinds = {name: frame_kind(name) for name, _ in frames}
-    result: dict[str, dict[str, Any]] = {}
-    for family, gains in per_frame.items():
-        result[family] = {
-            str(k): {
-                "mean_gain": float(np.mean([g[k] for g in gains.values()])),
-                "worst_gain": float(min(g[k] for g in gains.values())),
-                "best_gain": float(max(g[k] for g in gains.values())),
-                "by_content": {
-                    kind: float(np.mean(kind_gains))
-                    for kind in CONTENT_KINDS
-                    if (kind_gains := [g[k] for name, g in gains.items() if kinds[name] == kind])
-                },
-                "frames": {name: g[k] for name, g in gains.items()},
-            }
-            for k in windows
-        }
-    return result
+    return {
+        family: {str(k): gain_summary({name: g[k] for name, g in gains.items()}, kinds) for k in windows}
+        for family, gains in per_frame.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
