@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
+from benchmarks.val_families import parse_scales
 from kd_trainer.chain import apply_chain, sample_train_chain
 from kd_trainer.data import to_tensor
 from kd_trainer.models.student import ResidualUNet, load_student
@@ -289,14 +290,6 @@ def strength_probe(
             for r, p in zip(rows, predicted, strict=True)
         ],
     }
-
-
-def parse_scales(text: str) -> list[float]:
-    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``."""
-    try:
-        return [float(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise BenchInputError(f"--scales: expected comma-separated numbers, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
