@@ -39,7 +39,13 @@ from benchmarks.frames import BenchInputError
 from benchmarks.val_families import parse_scales
 from kd_trainer.chain import apply_chain, sample_train_chain
 from kd_trainer.data import to_tensor
-from kd_trainer.models.student import ResidualUNet, load_student
+from kd_trainer.models.student import (
+    ResidualUNet,
+    StrengthHead,
+    load_student,
+    save_checkpoint,
+    with_strength_head,
+)
 from kd_trainer.paths import SHIPPED_STUDENTS_DIR
 
 #: Scales scored per val frame, relative to the checkpoint's residual (1 = the student as it is).
@@ -47,9 +53,10 @@ DEFAULT_SCALES = tuple(round(0.125 * i, 3) for i in range(17))  # 0 .. 2
 #: Training frames are centre crops of at most this size (width, height).
 MAX_TRAIN_SIZE = (1280, 720)
 #: Frame statistics at the end of every feature vector (residual energy, high-pass energy, their correlation and the
-#: high-pass's peakiness); ``network_only`` drops them and keeps the pooled network features, which a strength head
-#: inside the student could compute at low resolution for almost nothing.
+#: high-pass's peakiness). ``features="network"`` drops them; ``"head"`` keeps only what a strength head inside the
+#: student reads (:class:`kd_trainer.models.student.StrengthHead`: three statistics per level-0 channel).
 FRAME_STATS = 4
+FEATURE_SETS = ("all", "network", "head")
 #: Share of single-step chains in the training mix (the `quality` recipe's ``chains-balanced``).
 SINGLE_STEP_SHARE = 0.3
 
@@ -90,7 +97,7 @@ class FeatureTap:
         xp = F.pad(x, (0, (-width) % m, 0, (-height) % m), mode="reflect")
         with torch.no_grad():
             residual = self.model.residual(xp)[0, :, :height, :width].permute(1, 2, 0).numpy()
-        deep, level0 = self._seen["deep"][0], self._seen["level0"][0]
+        deep, level0 = self._seen["deep"], self._seen["level0"]
         luma = x[0].numpy().mean(0)
         high = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
         r_luma = residual.mean(2)
@@ -102,15 +109,16 @@ class FeatureTap:
             np.log(1e-8 + float(np.abs(high).mean()))
             - 0.5 * np.log(1e-8 + h_energy),  # high-pass kurtosis-like
         ]
-        features = np.concatenate(
-            [
-                deep.clamp(min=0).mean((1, 2)).numpy(),
-                level0.abs().mean((1, 2)).numpy(),
-                level0.std((1, 2)).numpy(),
-                np.asarray(stats, dtype=np.float32),
-            ]
-        )
+        parts = [StrengthHead.pooled(level0)[0].numpy()]  # first: what a strength head reads
+        if deep is not level0:  # a student with levels: its deepest one too
+            parts.append(deep[0].clamp(min=0).mean((1, 2)).numpy())
+        features = np.concatenate([*parts, np.asarray(stats, dtype=np.float32)])
         return features.astype(np.float32), residual
+
+    @property
+    def head_features(self) -> int:
+        """How many of the leading features a :class:`StrengthHead` reads (three per level-0 channel)."""
+        return 3 * self.model.config.widths[0]
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,11 @@ class Ridge:
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
         return z @ self.weights[:-1] + self.weights[-1]
+
+    def raw(self) -> tuple[np.ndarray, float]:
+        """``(weights, bias)`` of the same map on unstandardised features."""
+        weights = self.weights[:-1] / self.scale
+        return weights, float(self.weights[-1] - weights @ self.mean)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Ridge:
@@ -234,23 +247,52 @@ def strength_probe(
     families: list[str] | None = None,
     progress: bool = True,
     seed: int = 0,
-    network_only: bool = False,
+    features: str = "all",
+    write_head: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Fit the read-out on train photos, score the val families; see the module docstring."""
+    """Fit the read-out on train photos, score the val families; see the module docstring.
+
+    With ``write_head``, the student with the fitted read-out as its :class:`StrengthHead` is saved there (needs
+    ``features="head"``), so that it can be scored, exported and shipped like any student.
+    """
+    if features not in FEATURE_SETS:
+        raise BenchInputError(f"features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    if write_head and features != "head":
+        raise BenchInputError(
+            "--write-head needs --features head (the head reads only the level-0 statistics)"
+        )
     if chains < 1:
         raise BenchInputError(f"--chains must be >= 1, got {chains}")
     if not scales or min(scales) < 0 or 1.0 not in scales:
         raise BenchInputError(f"scales must be >= 0 and include 1 (the student as it is), got {list(scales)}")
-    tap = FeatureTap(load_student(student)[0])
+    model, ckpt = load_student(student)
+    if model.config.strength:
+        raise BenchInputError(f"{student} already has a strength head; probe the student without it")
+    tap = FeatureTap(model)
     train = ts.load_train_frames(train_dir)
     if not train:
         raise BenchInputError("no train photos: run `kd-data photos` or pass --train-dir")
     x, s, groups = training_set(tap, train, chains, seed, progress)
-    keep = slice(0, x.shape[1] - FRAME_STATS) if network_only else slice(None)
+    keep = {
+        "all": slice(None),
+        "network": slice(0, x.shape[1] - FRAME_STATS),
+        "head": slice(0, tap.head_features),
+    }[features]
     x = x[:, keep]
     target = np.clip(s, 0.0, max(scales))
     cv_rmse = group_cv_rmse(x, target, groups, alpha)
     readout = fit_ridge(x, target, alpha)
+    if write_head:
+        headed = with_strength_head(model)
+        weights, bias = readout.raw()
+        headed.strength.set_linear(torch.from_numpy(weights).float(), bias, max(scales))
+        save_checkpoint(
+            write_head,
+            headed.eval(),
+            name=ckpt.get("name", ""),
+            **{k: v for k, v in ckpt.items() if k in ("train_config", "train", "residual_scale")},
+            strength_fit={"cv_rmse": cv_rmse, "alpha": alpha, "train_frames": len(s), "chains": chains},
+        )
     names, _skipped = ts.available_families(families)
     dset = ts.degraded_set(ts.load_val_frames(val_dir, None), names, progress=progress, desc="degrading val")
     rows = val_rows(tap, dset, scales, progress)
@@ -270,7 +312,7 @@ def strength_probe(
             "alpha": alpha,
             "scales": list(scales),
             "seed": seed,
-            "network_only": network_only,
+            "features": features,
         },
         "train": {
             "frames": len(s),
@@ -311,9 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-dir", default=None, help="val frames (default: the photo pool's val/ split)")
     ap.add_argument("--seed", type=int, default=0, help="training chains (default 0)")
     ap.add_argument(
-        "--network-only",
-        action="store_true",
-        help="read out the pooled network features alone (no full-resolution frame statistics)",
+        "--features",
+        choices=FEATURE_SETS,
+        default="all",
+        help="what the read-out sees: all (default), network (no full-resolution frame statistics) or head "
+        "(only what a strength head inside the student reads)",
+    )
+    ap.add_argument(
+        "--write-head",
+        default="",
+        metavar="OUT.pt",
+        help="save the student with the fitted read-out as its strength head (needs --features head)",
     )
     ap.add_argument("--json", default="", help="also write the per-frame gains here")
     ap.add_argument("--no-progress", action="store_true")
@@ -331,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             families,
             not args.no_progress,
             args.seed,
-            args.network_only,
+            args.features,
+            args.write_head or None,
         )
     except (BenchInputError, ValueError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -97,3 +97,14 @@ def test_high_pass_student_exports_with_dynamic_size_and_matches_torch(tmp_path)
     out = Sharpener(result.path, color="rgb").process(frame)
     expected = torch_reference(model, frame)
     assert out.shape == frame.shape and np.abs(out.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_strength_head_student_exports_with_dynamic_size_and_matches_torch(tmp_path) -> None:
+    from kd_trainer.models.student import with_strength_head
+
+    model = with_strength_head(perturbed_student("runet-fh")).eval()
+    with torch.no_grad():  # a fitted head: a per-frame scale that follows the frame's statistics
+        weights = torch.linspace(-2.0, 2.0, model.strength.linear.in_features)
+        model.strength.set_linear(weights, 0.8, 1.75)
+    result = export_onnx(model, tmp_path / "head.onnx", height=64, width=96, dynamic=True, name="runet-fh")
+    _assert_matches_torch_at_sizes(model, result.path, ((64, 96), (120, 200)))

@@ -12,8 +12,9 @@ import torch
 
 from benchmarks import strength_probe as sp
 from benchmarks.frames import BenchInputError
+from kd_trainer.data import to_tensor
 from kd_trainer.io import write_image
-from kd_trainer.models.student import build_student, save_checkpoint
+from kd_trainer.models.student import build_student, load_student, save_checkpoint
 from tests.helpers import make_pool
 
 
@@ -48,6 +49,8 @@ def test_ridge_recovers_a_linear_target_and_cross_validation_tells_signal_from_n
     signal = 2.0 * x[:, 0] - x[:, 3] + 0.5
     ridge = sp.fit_ridge(x, signal, alpha=1e-6)
     assert np.allclose(ridge.predict(x), signal, atol=1e-4)
+    weights, bias = ridge.raw()  # the same map on unstandardised features, as a strength head holds it
+    assert np.allclose(x @ weights + bias, ridge.predict(x), atol=1e-9)
     groups = np.arange(200) // 10
     noise = rng.normal(size=200)
     assert sp.group_cv_rmse(x, signal, groups, alpha=1.0) < 0.1 * signal.std()
@@ -70,7 +73,8 @@ def test_the_tap_returns_the_students_own_residual_and_fixed_size_features(tmp_p
     assert residual.shape == (50, 70, 3)
     assert np.abs(residual).max() > 1e-4
     assert np.allclose(residual, expected, atol=1e-5)
-    assert features.shape == (96 + 16 + 16 + 4,) and np.isfinite(features).all()
+    assert features.shape == (3 * 16 + 96 + 4,) and np.isfinite(features).all()  # head, deepest level, frame
+    assert tap.head_features == 3 * 16
     assert tap(_photo(64, 64, 3))[0].shape == features.shape
     truth = np.clip(np.round(frame + 255.0 * 0.5 * residual), 0, 255).astype(np.uint8)
     assert sp.best_scale(residual, frame, truth) == pytest.approx(0.5, abs=0.05)
@@ -109,10 +113,25 @@ def test_cli_fits_the_read_out_and_scores_every_choice(tmp_path: Path, capsys) -
         assert gains["oracle per frame"][family] >= gains["oracle per family"][family] - 1e-9
         assert gains["oracle per family"][family] >= gains["as is"][family] - 1e-9
     assert len(result["frames"]) == 2 and set(result["family_best_scale"]) == {"soft-camera", "noise"}
-    assert sp.main([*argv, "--network-only"]) == 0  # the pooled network features alone
+    headed = tmp_path / "headed.pt"
+    assert sp.main([*argv, "--features", "head", "--write-head", str(headed)]) == 0
     narrow = json.loads(out.read_text())
-    assert narrow["setup"]["network_only"] and not result["setup"]["network_only"]
+    assert narrow["setup"]["features"] == "head" and result["setup"]["features"] == "all"
     assert narrow["gains"]["as is"] == result["gains"]["as is"]
+    model, ckpt = load_student(headed)  # the fitted read-out is the student's own head now
+    assert model.config.strength and ckpt["strength_fit"]["train_frames"] == 6
+    assert float(model.strength.max_scale) == 1.5
+    frame = _photo(64, 64, 20)  # the head reads the very statistics the read-out was fitted on
+    features, _ = sp.FeatureTap(load_student(student)[0])(frame)
+    weights, bias = (
+        model.strength.linear.weight[0].detach().numpy(),
+        float(model.strength.linear.bias.detach()[0]),
+    )
+    expected = float(np.clip(features[: 3 * 16] @ weights + bias, 0, 1.5))
+    with torch.no_grad():
+        head_scale = float(model.strength(model.body(model.stem(to_tensor(frame)[None]))[0]))
+    assert head_scale == pytest.approx(expected, abs=1e-4)
+    assert sp.main([*argv, "--write-head", str(headed)]) == 2  # the head reads only its own statistics
     assert sp.main(["--student", str(student), "--scales", "0,0.5", "--no-progress"]) == 2
     assert sp.main(["--student", str(tmp_path / "missing.pt"), "--no-progress"]) == 2
     assert sp.main(["--student", str(student), "--scales", "a,b", "--no-progress"]) == 2

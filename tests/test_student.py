@@ -298,3 +298,25 @@ def test_half_blocks_are_one_conv_residuals_and_round_trip() -> None:
     assert "half" not in build_student("runet-f2").config.to_dict()  # older checkpoints stay as they were
     with pytest.raises(ValueError, match="half"):
         StudentConfig.from_dict(cfg.to_dict() | {"half": "no"})
+
+
+def test_strength_head_starts_as_the_student_and_scales_each_frames_residual() -> None:
+    from kd_trainer.models.student import with_strength_head
+
+    plain = perturbed_student("runet-fh").eval()
+    model = with_strength_head(plain).eval()
+    assert model.config.strength and StudentConfig.from_dict(model.config.to_dict()) == model.config
+    assert "strength" not in plain.config.to_dict()  # older checkpoints stay as they were
+    with pytest.raises(ValueError, match="strength"):
+        StudentConfig.from_dict(model.config.to_dict() | {"strength": "yes"})
+    with pytest.raises(ValueError, match="already"):
+        with_strength_head(model)
+    x = torch.rand(2, 3, 32, 48)
+    x[1] = x[1] * 0.2 + 0.4  # a second, flatter frame: other statistics, another scale
+    with torch.no_grad():
+        assert torch.allclose(model(x), plain(x), atol=1e-6)  # fresh head: scale 1
+        model.strength.set_linear(torch.linspace(-1.0, 1.0, model.strength.linear.in_features), 0.5, 1.5)
+        features = plain.body(plain.stem(x))[0]
+        scales = model.strength(features).flatten()
+        assert scales[0] != scales[1] and bool(((scales >= 0) & (scales <= 1.5)).all())
+        assert torch.allclose(model(x) - x, (plain(x) - x) * scales.view(-1, 1, 1, 1), atol=1e-6)

@@ -50,6 +50,7 @@ class StudentConfig:
     context: int = 0  # width of a whole-frame context branch that rescales the features (0 = none)
     lowcut: int = 0  # block size of the local mean removed from the residual (0 = none): high-pass output
     half: bool = False  # residual blocks with one conv, x + conv3x3(relu(x)), instead of two (CPU speed)
+    strength: bool = False  # a per-frame residual scale read out from the pooled level-0 features
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -84,16 +85,22 @@ class StudentConfig:
         return math.lcm(self.unshuffle * 2 ** (len(self.widths) - 1), self.lowcut or 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "unshuffle": self.unshuffle,
-            "widths": list(self.widths),
-            "blocks": list(self.blocks),
-            "detail": self.detail,
-            "bands": self.bands,
-            "band_kernel": self.band_kernel,
-            "context": self.context,
-            "lowcut": self.lowcut,
-        } | ({"half": True} if self.half else {})  # absent when False: older checkpoints stay byte-identical
+        return (
+            {
+                "unshuffle": self.unshuffle,
+                "widths": list(self.widths),
+                "blocks": list(self.blocks),
+                "detail": self.detail,
+                "bands": self.bands,
+                "band_kernel": self.band_kernel,
+                "context": self.context,
+                "lowcut": self.lowcut,
+            }
+            | ({"half": True} if self.half else {})
+            | (  # absent when False: older checkpoints stay byte-identical
+                {"strength": True} if self.strength else {}
+            )
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
@@ -107,6 +114,7 @@ class StudentConfig:
             "context",
             "lowcut",
             "half",
+            "strength",
             "description",
         }
         if unknown:
@@ -121,13 +129,14 @@ class StudentConfig:
             context=int(data.get("context", 0)),
             lowcut=int(data.get("lowcut", 0)),
             half=_flag(data.get("half", False)),
+            strength=_flag(data.get("strength", False), "strength"),
         )
 
 
-def _flag(value: Any) -> bool:
+def _flag(value: Any, name: str = "half") -> bool:
     """A boolean config value, strictly (a checkpoint's "half": "no" must not read as True)."""
     if not isinstance(value, bool):
-        raise ValueError(f"half must be true or false, got {value!r}")
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
 
 
@@ -364,6 +373,45 @@ class FrameContext(nn.Module):
         return x * (1.0 + self.scale(stats))
 
 
+class StrengthHead(nn.Module):
+    """A per-frame residual scale: ``clamp(w . pooled + b, 0, max_scale)`` from three statistics per channel of the
+    level-0 features, pooled over the whole frame (mean of the positive part, mean magnitude, standard deviation).
+
+    It starts as ``w = 0, b = 1`` (the student unchanged) and is meant to be *fitted*, not trained: the best scale of
+    a frame has a closed form (``benchmarks.strength_probe``), and a ridge regression on training frames gives the
+    weights (:meth:`set_linear`). In ONNX it is three reductions at low resolution and a dot product per frame.
+    """
+
+    def __init__(self, features: int, max_scale: float = 2.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3 * features, 1)
+        self.register_buffer("max_scale", torch.tensor(float(max_scale)))
+        nn.init.zeros_(self.linear.weight)
+        nn.init.ones_(self.linear.bias)
+
+    @staticmethod
+    def pooled(features: torch.Tensor) -> torch.Tensor:
+        """``(N, 3C)``: per channel, the frame's mean of relu(f), mean of |f| and standard deviation of f."""
+        mean = features.mean(dim=(2, 3))
+        var = (features * features).mean(dim=(2, 3)) - mean * mean
+        return torch.cat(
+            [F.relu(features).mean(dim=(2, 3)), features.abs().mean(dim=(2, 3)), var.clamp(min=0).sqrt()],
+            dim=1,
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 1, 1)`` scales for the residual."""
+        scale = self.linear(self.pooled(features))
+        return torch.minimum(scale.clamp(min=0.0), self.max_scale).view(-1, 1, 1, 1)
+
+    def set_linear(self, weights: torch.Tensor, bias: float, max_scale: float) -> None:
+        """Load a fitted read-out: ``weights`` over :meth:`pooled`'s ``3C`` statistics, ``bias``, clamp at ``max_scale``."""
+        with torch.no_grad():
+            self.linear.weight.copy_(weights.reshape(1, -1))
+            self.linear.bias.fill_(float(bias))
+            self.max_scale.fill_(float(max_scale))
+
+
 def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
     """``residual`` minus its local mean: block averages, bilinearly up-sampled (AveragePool + Resize in ONNX).
 
@@ -413,6 +461,7 @@ class ResidualUNet(nn.Module):
             nn.Sequential(*[block(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
         )
         self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
+        self.strength = StrengthHead(w[0]) if config.strength else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
         tail_in = w[0] + (u * u if config.bands else 0)
         if self.bands is not None:  # the tail places the band channels at full resolution
@@ -452,6 +501,7 @@ class ResidualUNet(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
         features, deep = self.body(self.stem(x))
+        level0 = features  # what the strength head reads: the network's own level-0 output
         if self.context is not None:
             features = self.context(features, deep)
         if self.bands is not None:
@@ -459,6 +509,8 @@ class ResidualUNet(nn.Module):
         out = self.tail(features)
         if self.detail is not None:
             out = out + self.detail(x)
+        if self.strength is not None:
+            out = out * self.strength(level0)
         return remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -490,6 +542,17 @@ def scale_residual(model: ResidualUNet, factor: float) -> ResidualUNet:
                 layer.weight.mul_(factor)
                 layer.bias.mul_(factor)
     return scaled.to(next(model.parameters()).device).train(model.training)
+
+
+def with_strength_head(model: ResidualUNet) -> ResidualUNet:
+    """A copy of ``model`` with a :class:`StrengthHead` at its identity (scale 1): the same outputs until it is fitted."""
+    if model.config.strength:
+        raise ValueError("the student already has a strength head")
+    headed = ResidualUNet(dataclasses.replace(model.config, strength=True))
+    missing, unexpected = headed.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("strength.") for key in missing):
+        raise CheckpointError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+    return headed.to(next(model.parameters()).device).train(model.training)
 
 
 def count_params(model: nn.Module) -> int:
