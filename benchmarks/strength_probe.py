@@ -7,13 +7,15 @@ scores the val families at a grid of scales and reports three things next to the
 * the **oracle per frame**: each frame at its best grid scale (it knows ``y``, so no product can ship it; it bounds
   what restraint decided per frame could be worth),
 * the **oracle per family**: one best scale per family (it knows the family),
-* a **read-out**: ridge regression from the student's own pooled features (its deepest level's mean activations,
-  its level-0 features' mean magnitude and spread, the residual's energy and its correlation with the frame's
-  high-pass) to ``s*``, fitted on train photos through training chains (centre crops of up to 1280x720), checked
+* a **read-out**: ridge regression from the student's own pooled features (three statistics per level-0 channel,
+  what a :class:`~kd_trainer.models.student.StrengthHead` reads; the deepest level's mean activations; the
+  residual's energy and its correlation with the frame's high-pass) to ``s*``, fitted on train photos through training chains (centre crops of up to 1280x720), checked
   by cross-validation grouped by photo and then used to pick each val frame's scale.
 
-If the read-out gets near the per-frame oracle, a strength head on the student is worth building; if it does not
+If the read-out gets near the per-frame oracle, a strength head on the student is worth having; if it does not
 beat the fixed scale, the frame does not show how much sharpening it can take, at least not linearly.
+``--features head --write-head OUT.pt`` fits the read-out on the head's statistics alone and saves the student
+with it as its :class:`~kd_trainer.models.student.StrengthHead`, to be scored and shipped like any student.
 
     python -m benchmarks.strength_probe --json runs/strength-probe.json    # ~15 min on 2 CPU cores
 """
