@@ -96,10 +96,9 @@ class StudentConfig:
                 "context": self.context,
                 "lowcut": self.lowcut,
             }
+            # flags absent when False: older checkpoints stay byte-identical
             | ({"half": True} if self.half else {})
-            | (  # absent when False: older checkpoints stay byte-identical
-                {"strength": True} if self.strength else {}
-            )
+            | ({"strength": True} if self.strength else {})
         )
 
     @classmethod
@@ -379,7 +378,9 @@ class StrengthHead(nn.Module):
 
     It starts as ``w = 0, b = 1`` (the student unchanged) and is meant to be *fitted*, not trained: the best scale of
     a frame has a closed form (``benchmarks.strength_probe``), and a ridge regression on training frames gives the
-    weights (:meth:`set_linear`). In ONNX it is three reductions at low resolution and a dot product per frame.
+    weights (:meth:`set_linear`). In ONNX it is a few reductions at low resolution, a dot product and a multiply per
+    frame, yet through onnxruntime on 2 CPU cores it added ~12 ms to a 1080p ``runet-fh`` frame (layout changes
+    around the reductions and the full-resolution multiply; docs/benchmarks.md).
     """
 
     def __init__(self, features: int, max_scale: float = 2.0) -> None:
