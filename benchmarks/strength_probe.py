@@ -33,7 +33,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
@@ -79,27 +78,18 @@ def best_scale(residual: np.ndarray, degraded: np.ndarray, truth: np.ndarray) ->
 
 
 class FeatureTap:
-    """A student's residual plus the features the read-out pools, from one forward pass (forward hooks)."""
+    """A student's residual plus the features the read-out pools, from one forward pass."""
 
     def __init__(self, model: ResidualUNet) -> None:
         self.model = model.eval()
-        self._seen: dict[str, torch.Tensor] = {}
-        level0 = model.decoders[0] if len(model.decoders) else model.encoders[0]
-        model.encoders[-1].register_forward_hook(lambda _m, _i, out: self._keep("deep", out))
-        level0.register_forward_hook(lambda _m, _i, out: self._keep("level0", out))
-
-    def _keep(self, name: str, out: torch.Tensor) -> None:
-        self._seen[name] = out
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(features, residual)`` for a uint8 RGB frame; the residual is HxWx3 float32 at the frame's size."""
         x = to_tensor(rgb)[None]
         height, width = x.shape[2:]
-        m = self.model.config.multiple
-        xp = F.pad(x, (0, (-width) % m, 0, (-height) % m), mode="reflect")
         with torch.no_grad():
-            residual = self.model.residual(xp)[0, :, :height, :width].permute(1, 2, 0).numpy()
-        deep, level0 = self._seen["deep"], self._seen["level0"]
+            padded, level0, deep = self.model.residual_and_features(self.model.pad_to_multiple(x))
+        residual = padded[0, :, :height, :width].permute(1, 2, 0).numpy()
         luma = x[0].numpy().mean(0)
         high = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
         r_luma = residual.mean(2)
@@ -112,7 +102,7 @@ class FeatureTap:
             - 0.5 * np.log(1e-8 + h_energy),  # high-pass kurtosis-like
         ]
         parts = [StrengthHead.pooled(level0)[0].numpy()]  # first: what a strength head reads
-        if deep is not level0:  # a student with levels: its deepest one too
+        if len(self.model.encoders) > 1:  # a student with levels: its deepest one too
             parts.append(deep[0].clamp(min=0).mean((1, 2)).numpy())
         features = np.concatenate([*parts, np.asarray(stats, dtype=np.float32)])
         return features.astype(np.float32), residual

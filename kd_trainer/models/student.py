@@ -501,8 +501,16 @@ class ResidualUNet(nn.Module):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on an input whose size is already a multiple of ``config.multiple``."""
+        return self.residual_and_features(x)[0]
+
+    def residual_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(f(x), level-0 features, deepest level's encoder features)`` on an input of a fitting size.
+
+        The level-0 features are the network's own output at its first level (before the context branch and
+        the bands): what a :class:`StrengthHead` reads, and what ``benchmarks.strength_probe`` pools.
+        """
         features, deep = self.body(self.stem(x))
-        level0 = features  # what the strength head reads: the network's own level-0 output
+        level0 = features
         if self.context is not None:
             features = self.context(features, deep)
         if self.bands is not None:
@@ -512,15 +520,21 @@ class ResidualUNet(nn.Module):
             out = out + self.detail(x)
         if self.strength is not None:
             out = out * self.strength(level0)
-        return remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
+        out = remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
+        return out, level0, deep
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` reflect-padded at the bottom and right to a multiple of ``config.multiple`` (``x`` itself if it fits)."""
         _, _, height, width = x.shape
         m = self.config.multiple
         pad_h, pad_w = (-height) % m, (-width) % m
-        xp = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if (pad_h or pad_w) else x
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if (pad_h or pad_w) else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, height, width = x.shape
+        xp = self.pad_to_multiple(x)
         out = xp + self.residual(xp)
-        return out[:, :, :height, :width] if (pad_h or pad_w) else out
+        return out[:, :, :height, :width] if xp is not x else out
 
 
 def build_student(name_or_config: str | StudentConfig) -> ResidualUNet:
