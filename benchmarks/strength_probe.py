@@ -14,8 +14,8 @@ scores the val families at a grid of scales and reports three things next to the
 
 If the read-out gets near the per-frame oracle, a strength head on the student is worth having; if it does not
 beat the fixed scale, the frame does not show how much sharpening it can take, at least not linearly.
-``--features head --write-head OUT.pt`` fits the read-out on the head's statistics alone and saves the student
-with it as its :class:`~kd_trainer.models.student.StrengthHead`, to be scored and shipped like any student.
+``--features head`` fits the read-out on the head's statistics alone. A student's own head is fitted by
+:mod:`kd_trainer.strength` (to the gain criterion itself rather than to ``s*``; ``kd-train`` with ``strength_chains``).
 
     python -m benchmarks.strength_probe --json runs/strength-probe.json    # ~15 min on 2 CPU cores
 """
@@ -38,43 +38,18 @@ from tqdm.auto import tqdm
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
 from benchmarks.val_families import parse_scales
-from kd_trainer.chain import apply_chain, sample_train_chain
 from kd_trainer.data import to_tensor
-from kd_trainer.models.student import (
-    ResidualUNet,
-    StrengthHead,
-    load_student,
-    save_checkpoint,
-    with_strength_head,
-)
+from kd_trainer.models.student import ResidualUNet, StrengthHead, load_student
 from kd_trainer.paths import SHIPPED_STUDENTS_DIR
+from kd_trainer.strength import best_scale, training_chains
 
 #: Scales scored per val frame, relative to the checkpoint's residual (1 = the student as it is).
 DEFAULT_SCALES = tuple(round(0.125 * i, 3) for i in range(17))  # 0 .. 2
-#: Training frames are centre crops of at most this size (width, height).
-MAX_TRAIN_SIZE = (1280, 720)
 #: Frame statistics at the end of every feature vector (residual energy, high-pass energy, their correlation and the
 #: high-pass's peakiness). ``features="network"`` drops them; ``"head"`` keeps only what a strength head inside the
 #: student reads (:class:`kd_trainer.models.student.StrengthHead`: three statistics per level-0 channel).
 FRAME_STATS = 4
 FEATURE_SETS = ("all", "network", "head")
-#: Share of single-step chains in the training mix (the `quality` recipe's ``chains-balanced``).
-SINGLE_STEP_SHARE = 0.3
-
-
-def best_scale(residual: np.ndarray, degraded: np.ndarray, truth: np.ndarray) -> float:
-    """``<r, y - x> / <r, r>``: the residual scale with the least squared error (0 for a zero residual).
-
-    ``residual`` is HxWx3 float in [0, 1] units, ``degraded`` and ``truth`` HxWx3 uint8 images.
-    """
-    if not residual.shape == degraded.shape == truth.shape:
-        raise ValueError(
-            f"residual {residual.shape}, degraded {degraded.shape} and truth {truth.shape} must have one shape"
-        )
-    r = residual.astype(np.float64).ravel()
-    d = (truth.astype(np.float64) - degraded.astype(np.float64)).ravel() / 255.0
-    energy = float(r @ r)
-    return float(r @ d) / energy if energy > 0 else 0.0
 
 
 class FeatureTap:
@@ -152,14 +127,6 @@ def group_cv_rmse(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha: float
     return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
 
 
-def centre_crop(img: np.ndarray, size: tuple[int, int] = MAX_TRAIN_SIZE) -> np.ndarray:
-    """The centre of ``img``, at most ``size`` (width, height)."""
-    h, w = img.shape[:2]
-    cw, ch = min(w, size[0]), min(h, size[1])
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
-
-
 def training_set(
     tap: FeatureTap,
     frames: Sequence[tuple[str, np.ndarray]],
@@ -169,19 +136,13 @@ def training_set(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(features, s*, photo index)`` for ``chains`` balanced training chains on each photo (centre-cropped)."""
     rows, targets, groups = [], [], []
-    ordered = sorted(frames, key=lambda f: f[0])
-    bar = tqdm(total=len(ordered) * chains, desc="train frames", unit="frame", disable=not progress)
-    for i, (_name, img) in enumerate(ordered):
-        truth = centre_crop(img)
-        rng = np.random.default_rng([seed, i])
-        for _ in range(chains):
-            chain = sample_train_chain(rng, mix="balanced", single_step_share=SINGLE_STEP_SHARE)
-            degraded = apply_chain(truth, chain, seed=int(rng.integers(2**31)))
-            features, residual = tap(degraded)
-            rows.append(features)
-            targets.append(best_scale(residual, degraded, truth))
-            groups.append(i)
-            bar.update()
+    bar = tqdm(total=len(frames) * chains, desc="train frames", unit="frame", disable=not progress)
+    for i, truth, degraded in training_chains(frames, chains, seed):
+        features, residual = tap(degraded)
+        rows.append(features)
+        targets.append(best_scale(residual, degraded, truth))
+        groups.append(i)
+        bar.update()
     bar.close()
     return np.stack(rows), np.asarray(targets), np.asarray(groups)
 
@@ -240,19 +201,10 @@ def strength_probe(
     progress: bool = True,
     seed: int = 0,
     features: str = "all",
-    write_head: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Fit the read-out on train photos, score the val families; see the module docstring.
-
-    With ``write_head``, the student with the fitted read-out as its :class:`StrengthHead` is saved there (needs
-    ``features="head"``), so that it can be scored, exported and shipped like any student.
-    """
+    """Fit the read-out on train photos, score the val families; see the module docstring."""
     if features not in FEATURE_SETS:
         raise BenchInputError(f"features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
-    if write_head and features != "head":
-        raise BenchInputError(
-            "--write-head needs --features head (the head reads only the level-0 statistics)"
-        )
     if chains < 1:
         raise BenchInputError(f"--chains must be >= 1, got {chains}")
     if not scales or min(scales) < 0 or 1.0 not in scales:
@@ -274,17 +226,6 @@ def strength_probe(
     target = np.clip(s, 0.0, max(scales))
     cv_rmse = group_cv_rmse(x, target, groups, alpha)
     readout = fit_ridge(x, target, alpha)
-    if write_head:
-        headed = with_strength_head(model)
-        weights, bias = readout.raw()
-        headed.strength.set_linear(torch.from_numpy(weights).float(), bias, max(scales))
-        save_checkpoint(
-            write_head,
-            headed.eval(),
-            name=ckpt.get("name", ""),
-            **{k: v for k, v in ckpt.items() if k in ("train_config", "train", "residual_scale")},
-            strength_fit={"cv_rmse": cv_rmse, "alpha": alpha, "train_frames": len(s), "chains": chains},
-        )
     names, _skipped = ts.available_families(families)
     dset = ts.degraded_set(ts.load_val_frames(val_dir, None), names, progress=progress, desc="degrading val")
     rows = val_rows(tap, dset, scales, progress)
@@ -351,12 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         help="what the read-out sees: all (default), network (no full-resolution frame statistics) or head "
         "(only what a strength head inside the student reads)",
     )
-    ap.add_argument(
-        "--write-head",
-        default="",
-        metavar="OUT.pt",
-        help="save the student with the fitted read-out as its strength head (needs --features head)",
-    )
     ap.add_argument("--json", default="", help="also write the per-frame gains here")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -374,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_progress,
             args.seed,
             args.features,
-            args.write_head or None,
         )
     except (BenchInputError, ValueError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,6 +87,10 @@ class TrainConfig:
     # the presets that residual scale is chosen on ([] = val_presets); besides the v1 presets, "family:NAME"
     # degrades by a test family (kd_trainer.chain.TEST_FAMILIES), e.g. to weigh the damage the model card scores
     scale_presets: list[str] = field(default_factory=list)
+    # after that, a per-frame strength head is fitted on this many training chains of every train photo
+    # (kd_trainer.strength: the residual scaled per frame from pooled level-0 features); 0 = no head
+    strength_chains: int = 0
+    strength_alpha: float = 1.0  # the fit's L2 penalty on the standardised weights
     val_crop: int = 0  # 0 = full frames; else centre crops of this size (faster)
     # loss
     alpha: float = 0.8
@@ -198,6 +202,10 @@ class TrainConfig:
             unknown = [p for p in getattr(self, key) if p not in known]
             if unknown:
                 raise ConfigError(f"unknown {key} {unknown}; known: {', '.join(known)}")
+        if self.strength_chains < 0 or self.strength_alpha < 0:
+            raise ConfigError(
+                f"strength_chains and strength_alpha must be >= 0, got {self.strength_chains}, {self.strength_alpha}"
+            )
         if self.scale_presets and not self.residual_scales:
             raise ConfigError("scale_presets chooses among residual_scales; give residual_scales too")
 

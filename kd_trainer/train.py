@@ -500,6 +500,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         best, scale, final_metrics = _fold_residual_scale(
             best, scale_frames, cfg.residual_scales, run_dir, say
         )
+    strength_fit = {}
+    if cfg.strength_chains:
+        if not photo_dir:
+            raise DataError("strength_chains fits the head on training photos; this run has none (train_dir)")
+        best, final_metrics, strength_fit = _fit_strength(
+            best, photo_dir, val_frames, cfg, run_dir, say, progress
+        )
     save_checkpoint(
         final_path,
         best,
@@ -508,6 +515,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         train={**ckpt["train"], **state, "total_steps": state["step"], "best_step": ckpt["train"]["step"]},
         metrics=final_metrics,
         residual_scale=scale,
+        **({"strength_fit": strength_fit} if strength_fit else {}),
     )
     summary = {
         "student": str(final_path),
@@ -526,6 +534,31 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         f"{run_dir / 'curves.png'}"
     )
     return final_path
+
+
+def _fit_strength(
+    model: torch.nn.Module,
+    photo_dir: Path,
+    val_frames: list,
+    cfg: TrainConfig,
+    run_dir: Path,
+    say: Any,
+    progress: bool,
+) -> tuple[torch.nn.Module, dict, dict]:
+    """Fit a strength head on the train photos (kd_trainer.strength); the report goes to strength.json."""
+    from kd_trainer.strength import describe, fit_strength_head, load_photos
+
+    photos = load_photos(photo_dir)
+    say(
+        f"fitting the strength head on {cfg.strength_chains} chains of each of {len(photos)} train photos ..."
+    )
+    headed, report = fit_strength_head(
+        model, photos, cfg.strength_chains, cfg.strength_alpha, progress=progress
+    )
+    say(describe(report))
+    metrics = evaluate(torch_restorer(headed, "cpu"), val_frames)
+    atomic_write_bytes(run_dir / "strength.json", json.dumps(report | {"val": metrics}, indent=2).encode())
+    return headed, metrics, report
 
 
 def _fold_residual_scale(

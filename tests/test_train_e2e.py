@@ -170,6 +170,16 @@ def test_residual_scale_is_chosen_on_val_and_folded_into_a_finished_run(photo_di
     assert ckpt["metrics"] == report["scales"][f"{report['chosen']:g}"]
     assert "family:soft-camera" in ckpt["metrics"] and "gauss1.5" not in ckpt["metrics"]
     assert len(_log_steps(run)) == 4
+    # strength_chains: a per-frame strength head is fitted on the train photos after the scale is folded
+    assert train_main([*base, "residual_scales=0.5,1", "strength_chains=2", "--resume"]) == 0
+    assert "fitting the strength head on 2 chains of each of 2 train photos" in capsys.readouterr().out
+    fit = json.loads((run / "strength.json").read_text())
+    headed, ckpt = load_student(run / "student.pt")
+    assert headed.config.strength and ckpt["strength_fit"]["photos"] == 2
+    assert ckpt["metrics"] == fit["val"] and "gauss1.5" in fit["val"]
+    chosen = json.loads((run / "residual_scale.json").read_text())["chosen"]
+    assert torch.allclose(headed.tail.weight, chosen * best.tail.weight)  # the head comes on top of the fold
+    assert len(_log_steps(run)) == 4
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")

@@ -379,8 +379,9 @@ class StrengthHead(nn.Module):
     It starts as ``w = 0, b = 1`` (the student unchanged) and is meant to be *fitted*, not trained: the best scale of
     a frame has a closed form (``benchmarks.strength_probe``), and a ridge regression on training frames gives the
     weights (:meth:`set_linear`). In ONNX it is a few reductions at low resolution, a dot product and a multiply per
-    frame, yet through onnxruntime on 2 CPU cores it added ~12 ms to a 1080p ``runet-fh`` frame (layout changes
-    around the reductions and the full-resolution multiply; docs/benchmarks.md).
+    frame. The residual is scaled before the tail's pixel shuffle (:class:`BlockUp`): scaled after it, the graph no
+    longer ended in ``DepthToSpace`` + ``Add``, which the onnxruntime backend runs on the host, and a 1080p
+    ``runet-fh`` frame took ~12 ms longer on 2 CPU cores.
     """
 
     def __init__(self, features: int, max_scale: float = 2.0) -> None:
@@ -436,12 +437,20 @@ class BlockUp(nn.ConvTranspose2d):
     def __init__(self, in_channels: int, out_channels: int, k: int) -> None:
         super().__init__(in_channels, out_channels, k, stride=k)
 
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_size: list[int] | None = None, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The transposed conv of ``x``, times ``scale`` (``(N, 1, 1, 1)``, optional) if given.
+
+        The scale multiplies the low-resolution channels *before* the pixel shuffle (the same product), so the
+        graph still ends in ``DepthToSpace``, which the onnxruntime backend moves to the host.
+        """
         k = self.stride[0]
         c_in, c_out = self.weight.shape[:2]
         weight = self.weight.permute(1, 2, 3, 0).reshape(c_out * k * k, c_in, 1, 1)
         bias = self.bias.repeat_interleave(k * k) if self.bias is not None else None
-        return F.pixel_shuffle(F.conv2d(x, weight, bias), k)
+        out = F.conv2d(x, weight, bias)
+        return F.pixel_shuffle(out if scale is None else out * scale, k)
 
 
 class ResidualUNet(nn.Module):
@@ -515,11 +524,15 @@ class ResidualUNet(nn.Module):
             features = self.context(features, deep)
         if self.bands is not None:
             features = torch.cat([features, self.bands(x, features)], dim=1)
-        out = self.tail(features)
-        if self.detail is not None:
-            out = out + self.detail(x)
-        if self.strength is not None:
-            out = out * self.strength(level0)
+        scale = self.strength(level0) if self.strength is not None else None
+        if scale is not None and isinstance(self.tail, BlockUp) and self.detail is None:
+            out = self.tail(features, scale=scale)  # scaled before the pixel shuffle (see BlockUp)
+        else:
+            out = self.tail(features)
+            if self.detail is not None:
+                out = out + self.detail(x)
+            if scale is not None:
+                out = out * scale
         out = remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
         return out, level0, deep
 
