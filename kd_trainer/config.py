@@ -67,6 +67,9 @@ class TrainConfig:
     # share of photo crops cut from the rendered screens and scanned pages (kd_trainer.screens) instead of the
     # other photos; -1 = off: every photo equally likely, as always (27 of the 73 training photos are rendered)
     synthetic_share: float = -1.0
+    # also train on the photo pool's extra/ split (kd-data photos: people, cafes, offices and screenshots from
+    # library examples, website templates and UI kits, added after the shipped students were trained)
+    extra_photos: bool = False
     val_presets: list[str] = field(
         default_factory=lambda: [
             "gauss0.5",

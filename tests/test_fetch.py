@@ -126,15 +126,20 @@ def _make_sources(tmp_path: Path) -> list[SourceImage]:
         sources.append(SourceImage(f"img{i}", path, "synthetic", "1.0", f"src/s{i}.png", group))
     path = write_image(src / "t.png", _noise(901, 1203, seed=9))
     sources.append(SourceImage("held", path, "synthetic-test", "1.0", "src/t.png", "deb", split="test"))
+    path = write_image(src / "e.png", _noise(600, 900, seed=11))
+    sources.append(SourceImage("more", path, "synthetic-extra", "1.0", "src/e.png", split="extra"))
     return sources
 
 
 def test_build_pool_writes_manifest_that_verifies(tmp_path):
     pool = tmp_path / "pool"
     manifest = build_pool(_make_sources(tmp_path), pool)
-    assert manifest["counts"] == {"train": 4, "val": 1, "test": 1}
+    assert manifest["counts"] == {"train": 4, "val": 1, "test": 1, "extra": 1}
     by_path = {f["path"]: f for f in manifest["files"]}
-    assert set(by_path) == {f"train/img{i}.png" for i in (0, 1, 3, 4)} | {"val/img2.png", "test/held.png"}
+    train = {f"train/img{i}.png" for i in (0, 1, 3, 4)}
+    assert set(by_path) == train | {"val/img2.png", "test/held.png", "extra/more.png"}
+    # the extra split (training photos for recipes with extra_photos) is processed like train
+    assert read_image(pool / "extra/more.png").shape == (round(600 * 0.92 / 1.5), round(900 * 0.92 / 1.5), 3)
     # a test source below 2560 px: border cropped, shrunk 1.5x, cut to even sizes for the codecs
     held = read_image(pool / "test/held.png")
     assert held.shape[0] % 2 == 0 and held.shape[1] % 2 == 0
@@ -187,6 +192,21 @@ def test_fetch_rebuilds_broken_pool_and_explains_missing_tools(tmp_path, monkeyp
         fetch.fetch_photo_pool(pool)
     assert (pool / "manifest.json").exists(), "a failed rebuild must leave the old pool in place"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pool.tmp-")], "staging dir left behind"
+
+
+def test_fetch_rebuilds_a_pool_that_predates_the_extra_split(tmp_path, monkeypatch):
+    pool = tmp_path / "pool"
+    build_pool(_make_sources(tmp_path), pool)
+    manifest = json.loads((pool / "manifest.json").read_text())
+    del manifest["counts"]["extra"]
+    manifest["files"] = [f for f in manifest["files"] if f["split"] != "extra"]
+    (pool / "extra" / "more.png").unlink()
+    (pool / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_photo_pool(pool) == []  # sound, only older
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert fetch.fetch_photo_pool(pool, faces=False) == pool  # --no-faces: the extra sources are not wanted
+    with pytest.raises(RuntimeError, match="apt-get"):  # otherwise it is rebuilt (here: no tools)
+        fetch.fetch_photo_pool(pool)
 
 
 def test_cli_verify_exit_codes(tmp_path, capsys):

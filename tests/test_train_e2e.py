@@ -182,6 +182,19 @@ def test_residual_scale_is_chosen_on_val_and_folded_into_a_finished_run(photo_di
     assert len(_log_steps(run)) == 4
 
 
+def test_extra_photos_adds_the_pools_extra_split(photo_dirs, tmp_path, capsys) -> None:
+    from kd_trainer.io import read_image, write_image
+    from kd_trainer.paths import cache_dir
+
+    base = _args(photo_dirs, tmp_path, "x", "samples_per_epoch=8", "epochs=1", "beta=0", "extra_photos=true")
+    assert train_main(base) == 1  # the pool has no extra/ split yet: say how to get it
+    assert "kd-data photos" in capsys.readouterr().err
+    extra = cache_dir() / "photos" / "extra"
+    write_image(extra / "more.png", read_image(photo_dirs[1] / "chelsea.png"))
+    assert train_main(base) == 0
+    assert f"photos {photo_dirs[0]} + extra/: 3 images" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 def test_resume_after_kill_continues_the_same_loss_curve(photo_dirs, tmp_path) -> None:
     common = ("samples_per_epoch=240", "epochs=2", "beta=0", "checkpoint_every=4", "crop=48")
