@@ -376,9 +376,9 @@ class StrengthHead(nn.Module):
     """A per-frame residual scale: ``clamp(w . pooled + b, 0, max_scale)`` from three statistics per channel of the
     level-0 features, pooled over the whole frame (mean of the positive part, mean magnitude, standard deviation).
 
-    It starts as ``w = 0, b = 1`` (the student unchanged) and is meant to be *fitted*, not trained: the best scale of
-    a frame has a closed form (``benchmarks.strength_probe``), and a ridge regression on training frames gives the
-    weights (:meth:`set_linear`). In ONNX it is a few reductions at low resolution, a dot product and a multiply per
+    It starts as ``w = 0, b = 1`` (the student unchanged) and is meant to be *fitted*, not trained: a frame's PSNR
+    gain at any scale has a closed form, and :mod:`kd_trainer.strength` fits the weights to training chains by
+    maximising gain minus harm (:meth:`set_linear` loads them). In ONNX it is a few reductions at low resolution, a dot product and a multiply per
     frame. The residual is scaled before the tail's pixel shuffle (:class:`BlockUp`): scaled after it, the graph no
     longer ended in ``DepthToSpace`` + ``Add``, which the onnxruntime backend runs on the host, and a 1080p
     ``runet-fh`` frame took ~12 ms longer on 2 CPU cores.
