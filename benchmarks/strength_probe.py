@@ -32,7 +32,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from benchmarks import test_split as ts
@@ -41,7 +40,7 @@ from benchmarks.val_families import parse_scales
 from kd_trainer.data import to_tensor
 from kd_trainer.models.student import ResidualUNet, StrengthHead, load_student
 from kd_trainer.paths import SHIPPED_STUDENTS_DIR
-from kd_trainer.strength import best_scale, training_chains
+from kd_trainer.strength import best_scale, frame_residual, training_chains
 
 #: Scales scored per val frame, relative to the checkpoint's residual (1 = the student as it is).
 DEFAULT_SCALES = tuple(round(0.125 * i, 3) for i in range(17))  # 0 .. 2
@@ -60,12 +59,8 @@ class FeatureTap:
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(features, residual)`` for a uint8 RGB frame; the residual is HxWx3 float32 at the frame's size."""
-        x = to_tensor(rgb)[None]
-        height, width = x.shape[2:]
-        with torch.no_grad():
-            padded, level0, deep = self.model.residual_and_features(self.model.pad_to_multiple(x))
-        residual = padded[0, :, :height, :width].permute(1, 2, 0).numpy()
-        luma = x[0].numpy().mean(0)
+        residual, level0, deep = frame_residual(self.model, rgb)
+        luma = to_tensor(rgb).numpy().mean(0)
         high = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
         r_luma = residual.mean(2)
         r_energy, h_energy = float((residual**2).mean()), float((high**2).mean())
@@ -99,11 +94,6 @@ class Ridge:
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
         return z @ self.weights[:-1] + self.weights[-1]
-
-    def raw(self) -> tuple[np.ndarray, float]:
-        """``(weights, bias)`` of the same map on unstandardised features."""
-        weights = self.weights[:-1] / self.scale
-        return weights, float(self.weights[-1] - weights @ self.mean)
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> Ridge:

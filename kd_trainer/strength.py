@@ -95,16 +95,24 @@ def training_chains(
             yield i, truth, apply_chain(truth, chain, seed=int(rng.integers(2**31)))
 
 
+def frame_residual(model: ResidualUNet, rgb: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """``(residual HxWx3 float32, level-0 features, deepest features)`` of a uint8 RGB frame, one forward pass.
+
+    The frame is padded like ``forward`` pads it and the residual cropped back to the frame's size.
+    """
+    x = to_tensor(rgb)[None]
+    height, width = x.shape[2:]
+    with torch.no_grad():
+        padded, level0, deep = model.residual_and_features(model.pad_to_multiple(x))
+    return padded[0, :, :height, :width].permute(1, 2, 0).numpy(), level0, deep
+
+
 def residual_and_statistics(model: ResidualUNet, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(residual HxWx3 float32, the head's pooled statistics (3C,))`` of a uint8 RGB frame, one forward pass.
 
     ``model`` must not have a head yet (the residual is the one the head will scale).
     """
-    x = to_tensor(rgb)[None]
-    height, width = x.shape[2:]
-    with torch.no_grad():
-        padded, level0, _deep = model.residual_and_features(model.pad_to_multiple(x))
-    residual = padded[0, :, :height, :width].permute(1, 2, 0).numpy()
+    residual, level0, _deep = frame_residual(model, rgb)
     return residual, StrengthHead.pooled(level0)[0].numpy()
 
 
