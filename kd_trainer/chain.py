@@ -11,7 +11,9 @@ Test families (:data:`TEST_FAMILIES`) use step variants that training never draw
 how the student handles pipelines it never saw:
 
 * scalers: Pillow's antialiased Lanczos-3 down-scale, Pillow's bicubic (Catmull-Rom, a = -0.5) and
-  Lanczos-3 up-scales (training uses OpenCV's area/bilinear/bicubic (a = -0.75)/Lanczos-4/nearest);
+  Lanczos-3 up-scales (training uses OpenCV's area/bilinear/bicubic (a = -0.75)/Lanczos-4/nearest, and with
+  ``scalers="wide"`` also resampling kernels of our own, :data:`KERNEL_SCALERS`: antialiased Gaussian and
+  sharp-cubic down-scales, Mitchell, Hermite, B-spline and sharp-cubic up-scales);
 * codecs: x264 in average-bitrate mode with the ``medium`` preset over an 8-frame clip with camera motion
   (training uses constant-rate-factor mode, faster presets and clips of at most 4 frames), and VP8 (libvpx),
   which training never sees;
@@ -59,6 +61,47 @@ PIL_SCALERS = {
 }
 TRAIN_DOWN_SCALERS = ("area", "bilinear", "bicubic")
 TRAIN_UP_SCALERS = ("bilinear", "bicubic", "lanczos", "area", "nearest")
+
+
+def _bc_cubic(b: float, c: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The Mitchell-Netravali family of cubic kernels (B, C), as a function of the distance |x|."""
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        near = ((12 - 9 * b - 6 * c) * x**3 + (-18 + 12 * b + 6 * c) * x**2 + (6 - 2 * b)) / 6
+        far = ((-b - 6 * c) * x**3 + (6 * b + 30 * c) * x**2 + (-12 * b - 48 * c) * x + (8 * b + 24 * c)) / 6
+        return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+    return kernel
+
+
+def _gaussian(x: np.ndarray) -> np.ndarray:
+    return np.exp(-(x**2) / (2 * 0.5**2))
+
+
+#: Resampling kernels of our own (name -> (kernel of |x|, support)): scalers that video players, GPU drivers and
+#: image tools use besides OpenCV's. Down-scaling with them is antialiased (the kernel is stretched by the
+#: factor, as Pillow and most video tools do; OpenCV's bilinear and bicubic sample without a low-pass, so they
+#: alias).
+KERNEL_SCALERS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
+    "mitchell": (_bc_cubic(1 / 3, 1 / 3), 2.0),  # Mitchell-Netravali, a common default of image tools
+    "hermite": (_bc_cubic(0.0, 0.0), 2.0),  # no overshoot
+    "bspline": (_bc_cubic(1.0, 0.0), 2.0),  # the cubic B-spline: soft
+    "sharp-cubic": (_bc_cubic(0.0, 1.0), 2.0),  # Keys' cubic with a = -1: sharper than OpenCV's a = -0.75
+    "gaussian": (_gaussian, 2.0),
+}
+#: The training scalers of ``scalers="wide"``: OpenCV's plus kernels above, antialiased down-scales from soft
+#: (Gaussian) to sharp (the sharp cubic) and up-scales from soft (B-spline) to sharp. They stay clear of the
+#: held-out Pillow scalers in the direction they are drawn for: each resamples a frame at least 0.75x as far
+#: from every Pillow scaler as Pillow's bicubic and Lanczos-3 are from each other (tests/test_chain.py).
+#: Mitchell and Hermite down-scales (close to Pillow's antialiased triangle at 3x) and Lanczos-2 (close to
+#: Catmull-Rom) are left out for that reason.
+WIDE_DOWN_SCALERS = (*TRAIN_DOWN_SCALERS, "gaussian", "sharp-cubic")
+WIDE_UP_SCALERS = (*TRAIN_UP_SCALERS, "mitchell", "hermite", "bspline", "sharp-cubic")
+#: Which scalers training chains draw (config ``scalers``): name -> (down-scalers, up-scalers).
+SCALER_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "opencv": (TRAIN_DOWN_SCALERS, TRAIN_UP_SCALERS),
+    "wide": (WIDE_DOWN_SCALERS, WIDE_UP_SCALERS),
+}
 TRAIN_H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
 #: Codecs that code a clip as one stream (I then P frames); the others code a single still.
 VIDEO_CODECS = ("h264", "vp8")
@@ -72,7 +115,33 @@ def resize(img: np.ndarray, size: tuple[int, int], scaler: str) -> np.ndarray:
         return cv2.resize(img, size, interpolation=CV2_SCALERS[scaler])
     if scaler in PIL_SCALERS:
         return np.asarray(Image.fromarray(img).resize(size, PIL_SCALERS[scaler]))
-    raise KeyError(f"unknown scaler {scaler!r}; known: {', '.join([*CV2_SCALERS, *PIL_SCALERS])}")
+    if scaler in KERNEL_SCALERS:
+        return kernel_resize(img, size, scaler)
+    known = ", ".join([*CV2_SCALERS, *PIL_SCALERS, *KERNEL_SCALERS])
+    raise KeyError(f"unknown scaler {scaler!r}; known: {known}")
+
+
+def _axis_weights(n_in: int, n_out: int, scaler: str) -> np.ndarray:
+    """``n_out`` x ``n_in`` resampling weights along one axis (pixel centres aligned, rows summing to 1)."""
+    kernel, support = KERNEL_SCALERS[scaler]
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)  # a down-scale widens the kernel: the low-pass that prevents aliasing
+    centres = (np.arange(n_out) + 0.5) * scale
+    distance = np.abs((np.arange(n_in) + 0.5)[None, :] - centres[:, None]) / stretch
+    weights = np.where(distance < support, kernel(distance), 0.0)
+    weights /= weights.sum(axis=1, keepdims=True)  # at the borders: the taps inside the image, renormalised
+    return weights.astype(np.float32)
+
+
+def kernel_resize(img: np.ndarray, size: tuple[int, int], scaler: str) -> np.ndarray:
+    """Resize uint8 RGB ``img`` to ``size`` = (width, height) with one of :data:`KERNEL_SCALERS`."""
+    if img.dtype != np.uint8 or img.ndim != 3:
+        raise ValueError(f"kernel_resize needs uint8 H x W x C, got {img.dtype} {img.shape}")
+    h, w = img.shape[:2]
+    rows, cols = _axis_weights(h, size[1], scaler), _axis_weights(w, size[0], scaler)
+    out = np.tensordot(rows, img.astype(np.float32), axes=(1, 0))  # out_h x w x c
+    out = np.tensordot(cols, out, axes=(1, 1)).transpose(1, 0, 2)  # out_h x out_w x c
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def small_size(width: int, height: int, factor: float) -> tuple[int, int]:
@@ -373,26 +442,38 @@ def check_single_step_share(share: float) -> None:
         )
 
 
+def check_scalers(scalers: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (down, up) training scalers of the set ``scalers`` (a key of :data:`SCALER_SETS`)."""
+    try:
+        return SCALER_SETS[scalers]
+    except KeyError:
+        raise ValueError(f"unknown scaler set {scalers!r}; known: {', '.join(SCALER_SETS)}") from None
+
+
 def sample_train_chain(
     rng: np.random.Generator,
     h264: bool | None = None,
     mix: str = "call",
     single_step_share: float = SINGLE_STEP_SHARE,
+    scalers: str = "opencv",
 ) -> Chain:
     """A random call pipeline for training; every step's variant is drawn (see the module docstring).
 
     With ``mix="balanced"``, ``single_step_share`` of all chains are one kind of damage alone (the rest are
-    clean or whole call pipelines); it must leave room for the clean share.
+    clean or whole call pipelines); it must leave room for the clean share. ``scalers`` names the set of
+    down- and up-scalers drawn from (:data:`SCALER_SETS`); the draws are the same for every set, so two sets
+    give the same chains except for the scalers.
     """
     if mix not in MIXES:
         raise ValueError(f"unknown training mix {mix!r}; known: {', '.join(MIXES)}")
     check_single_step_share(single_step_share)
+    down_scalers, up_scalers = check_scalers(scalers)
     if h264 is None:
         h264 = has_h264()
     if rng.random() < CLEAN_SHARE:
         return Chain(clean=True)
     if mix == "balanced" and rng.random() < single_step_share / (1 - CLEAN_SHARE):
-        return _single_step_chain(rng, h264)
+        return _single_step_chain(rng, h264, down_scalers, up_scalers)
     p: dict[str, Any] = {}
     r = rng.random()
     if r < 0.75:
@@ -412,8 +493,8 @@ def sample_train_chain(
         )
     if rng.random() < 0.85:
         p["down"] = float(rng.uniform(1.5, 3.0))
-        p["down_scaler"] = str(rng.choice(TRAIN_DOWN_SCALERS))
-        p["up_scaler"] = str(rng.choice(TRAIN_UP_SCALERS))
+        p["down_scaler"] = str(rng.choice(down_scalers))
+        p["up_scaler"] = str(rng.choice(up_scalers))
     codec = rng.random()
     if codec < 0.55 and h264:
         p["codec"], p["quality"] = "h264", int(rng.integers(23, 42))
@@ -456,7 +537,12 @@ def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chai
     return _blur_alone(child) if child.random() < BLUR_ONLY_GAUSSIAN else _motion_alone(child)
 
 
-def _single_step_chain(rng: np.random.Generator, h264: bool) -> Chain:
+def _single_step_chain(
+    rng: np.random.Generator,
+    h264: bool,
+    down_scalers: Sequence[str] = TRAIN_DOWN_SCALERS,
+    up_scalers: Sequence[str] = TRAIN_UP_SCALERS,
+) -> Chain:
     """One kind of damage alone, with training variants."""
     kinds = ["blur", "noise", "jpeg", "motion", "oversharpen", "scale"] + (["h264"] if h264 else [])
     kind = kinds[int(rng.integers(len(kinds)))]
@@ -479,8 +565,8 @@ def _single_step_chain(rng: np.random.Generator, h264: bool) -> Chain:
     if kind == "scale":
         return Chain(
             down=float(rng.uniform(1.5, 3.0)),
-            down_scaler=str(rng.choice(TRAIN_DOWN_SCALERS)),
-            up_scaler=str(rng.choice(TRAIN_UP_SCALERS)),
+            down_scaler=str(rng.choice(down_scalers)),
+            up_scaler=str(rng.choice(up_scalers)),
         )
     return Chain(codec="h264", quality=int(rng.integers(23, 42)), preset=str(rng.choice(TRAIN_H264_PRESETS)))
 

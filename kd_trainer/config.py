@@ -54,6 +54,10 @@ class TrainConfig:
     # (Gaussian softness 60%, shake 40%; kd_trainer.chain.with_blur_only), so that a frame that is only soft,
     # which calls rarely draw, is met as often as needed; the other samples (and their teacher outputs) stay
     blur_only_share: float = 0.0
+    # with chain degradations: the scalers the chains' down- and up-scale steps draw from (kd_trainer.chain.
+    # SCALER_SETS): opencv = OpenCV's five; wide = those plus antialiased and soft/sharp resampling kernels of our
+    # own (Mitchell, Hermite, Gaussian, B-spline, a sharp cubic). The test families' Pillow scalers are never drawn
+    scalers: str = "opencv"
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
     # saturation x1.3-2.5 with clipping and a channel permutation, so the student sees saturated colours and
@@ -158,9 +162,16 @@ class TrainConfig:
             check_single_step_share(self.single_step_share)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        from kd_trainer.chain import check_scalers
+
+        try:
+            check_scalers(self.scalers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         chain_options = {
             "teacher_skip_noise": self.teacher_skip_noise,
             "blur_only_share": self.blur_only_share,
+            "scalers": self.scalers if self.scalers != "opencv" else "",
         }
         used = [f"{key}={str(value).lower()}" for key, value in chain_options.items() if value]
         if used and self.degradations not in ("chains", "chains-balanced"):

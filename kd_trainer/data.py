@@ -21,6 +21,7 @@ from kd_trainer.chain import (
     FAMILY_PRESET,
     SINGLE_STEP_SHARE,
     apply_chain,
+    check_scalers,
     degrade_family,
     sample_train_chain,
     with_blur_only,
@@ -180,6 +181,7 @@ class TrainBank(Dataset):
         synthetic_share: float = -1.0,
         soft_truth: float = 0.0,
         blur_only_share: float = 0.0,
+        scalers: str = "opencv",
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -221,6 +223,11 @@ class TrainBank(Dataset):
         if not 0.0 <= blur_only_share <= 1.0:
             raise DataError(f"blur_only_share must be a share in 0..1, got {blur_only_share}")
         self.blur_only_share = blur_only_share  # share of noise-free damaged chains made camera blur alone
+        try:  # the down- and up-scalers training chains draw from (kd_trainer.chain.SCALER_SETS)
+            check_scalers(scalers)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        self.scalers = scalers
         self.skip_noisy = skip_noisy  # no teacher output on samples whose chain added sensor noise
         self._teacher_indices: list[int] | None = (
             None  # teacher_indices(), found once (those samples are fixed)
@@ -293,6 +300,7 @@ class TrainBank(Dataset):
             self.single_step_share,
             self.soft_truth,
             self.blur_only_share,
+            self.scalers,
         )
 
     def pick_photo(self, rng: np.random.Generator) -> Path:
@@ -388,18 +396,22 @@ def chain_sample(
     single_step_share: float = SINGLE_STEP_SHARE,
     soft_truth: float = 0.0,
     blur_only_share: float = 0.0,
+    scalers: str = "opencv",
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
     vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
     truth is soft too) for a ``soft_truth`` share; ``single_step_share`` as in
     :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains without sensor noise
-    replaced by camera blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged)."""
+    replaced by camera blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged);
+    ``scalers`` the set of down- and up-scalers the chain draws from (:data:`kd_trainer.chain.SCALER_SETS`)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
     region = _vary_crop(region, rng, vivid, soft_truth)
     chain = with_blur_only(
-        sample_train_chain(rng, mix=mix, single_step_share=single_step_share), rng, blur_only_share
+        sample_train_chain(rng, mix=mix, single_step_share=single_step_share, scalers=scalers),
+        rng,
+        blur_only_share,
     )
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))

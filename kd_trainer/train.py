@@ -180,6 +180,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "vivid",
             "soft_truth",
             "blur_only_share",
+            "scalers",
+            "extra_photos",
             "alpha",
             "beta",
         )
@@ -248,6 +250,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.synthetic_share,
             cfg.soft_truth,
             cfg.blur_only_share,
+            cfg.scalers,
         )
         if photos or pairs
         else None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from kd_trainer.chain import (
     CLEAN_SHARE,
+    CV2_SCALERS,
+    KERNEL_SCALERS,
     PIL_SCALERS,
     SINGLE_STEP_SHARE,
     TEST_FAMILIES,
     TRAIN_DOWN_SCALERS,
     TRAIN_H264_PRESETS,
     TRAIN_UP_SCALERS,
+    WIDE_DOWN_SCALERS,
+    WIDE_UP_SCALERS,
     Chain,
     apply_chain,
     degrade_family,
@@ -53,7 +59,7 @@ def test_training_chains_randomise_every_step_and_include_clean_samples() -> Non
 
 def test_test_families_use_variants_training_never_draws() -> None:
     rng = np.random.default_rng(1)
-    train = [sample_train_chain(rng, h264=True) for _ in range(2000)]
+    train = [sample_train_chain(rng, h264=True, scalers=s) for s in ("opencv", "wide") for _ in range(2000)]
     train_scalers = {c.down_scaler for c in train} | {c.up_scaler for c in train}
     assert not train_scalers & set(PIL_SCALERS)
     assert not any(c.codec in ("vp8", "jpeg444") or c.bitrate_bpp or c.noise == "yuv" for c in train)
@@ -105,6 +111,98 @@ def test_scalers_differ_and_unknown_scaler_is_refused() -> None:
     assert not np.array_equal(outs["bicubic"], outs["pil-bicubic"])  # a = -0.75 vs -0.5
     with pytest.raises(KeyError, match="unknown scaler"):
         resize(img, (8, 8), "magic")
+
+
+def _sample_frame() -> np.ndarray:
+    from kd_trainer.io import read_image
+    from kd_trainer.paths import SAMPLES_DIR
+
+    return read_image(SAMPLES_DIR / "sample_1080p.png")[
+        300:660, 600:1140
+    ]  # 360 x 540: a face, hair and background
+
+
+def test_wide_scalers_stay_clear_of_the_held_out_pillow_scalers() -> None:
+    """Each kernel of the wide set resamples a real frame, in the direction it is drawn for, at least 0.75x as far
+    (mean absolute difference) from every Pillow scaler the test families use as Pillow's bicubic and Lanczos-3
+    are from each other, at 2x and 3x: training on them is not training on the held-out scalers under another
+    name. (Lanczos-2 would fail, at ~0.2x from Catmull-Rom; a Mitchell down-scale, at ~0.45x from Pillow's
+    antialiased triangle at 3x.)"""
+    img = _sample_frame()
+    h, w = img.shape[:2]
+
+    def gap(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(float) - b).mean())
+
+    for factor in (2, 3):
+        small = (w // factor, h // factor)
+        source = resize(img, small, "area")
+        steps = {  # direction -> (what is resampled, to which size, the kernels drawn for it)
+            "down": (img, small, set(WIDE_DOWN_SCALERS) & set(KERNEL_SCALERS)),
+            "up": (source, (w, h), set(WIDE_UP_SCALERS) & set(KERNEL_SCALERS)),
+        }
+        for direction, (frame, size, kernels) in steps.items():
+            assert kernels
+            pillow = {name: resize(frame, size, name) for name in PIL_SCALERS}
+            unit = gap(pillow["pil-bicubic"], pillow["pil-lanczos"])
+            for name in kernels:
+                out = resize(frame, size, name)
+                nearest = min(gap(out, ref) for ref in pillow.values())
+                assert nearest >= 0.75 * unit, (direction, factor, name, nearest / unit)
+
+
+def test_kernel_resize_keeps_flat_frames_and_antialiases_down_scales() -> None:
+    flat = np.full((37, 53, 3), 91, np.uint8)
+    for name in KERNEL_SCALERS:
+        for size in ((20, 13), (111, 80), (53, 37)):
+            out = resize(flat, size, name)
+            assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+            assert np.array_equal(out, np.full_like(out, 91)), name
+    # stripes 2.5 px apart, down-scaled 3x, lie above the new Nyquist frequency: a scaler that samples without
+    # a low-pass (OpenCV's bilinear) folds them into false coarse stripes, an antialiased kernel mostly removes them
+    xx = np.arange(300)
+    stripes = np.repeat((128 + 100 * np.sin(2 * np.pi * xx / 2.5))[None, :, None], 60, axis=0).repeat(
+        3, axis=2
+    )
+    stripes = stripes.astype(np.uint8)
+    aliased = resize(stripes, (100, 20), "bilinear").astype(float).std()
+    assert aliased > 20
+    for name in ("mitchell", "gaussian", "hermite", "sharp-cubic"):
+        assert resize(stripes, (100, 20), name).astype(float).std() < aliased / 3, name
+    # up-scales run from soft to sharp: the B-spline is softer than Mitchell, the sharp cubic sharper than OpenCV's
+    small = resize(_sample_frame(), (180, 120), "area")
+    sharpness = {
+        name: np.abs(np.diff(resize(small, (540, 360), name).astype(float), axis=1)).mean()
+        for name in ("bspline", "mitchell", "bicubic", "sharp-cubic")
+    }
+    assert sharpness["bspline"] < sharpness["mitchell"] < sharpness["bicubic"] < sharpness["sharp-cubic"]
+    with pytest.raises(ValueError, match="uint8"):
+        resize(flat.astype(np.float32), (10, 10), "mitchell")
+
+
+def test_wide_scaler_set_changes_only_the_scalers() -> None:
+    """``scalers="wide"`` draws every scaler of the wide set, and otherwise exactly the chains of the default."""
+    for mix in ("call", "balanced"):
+        default = [sample_train_chain(np.random.default_rng([7, i]), h264=True, mix=mix) for i in range(600)]
+        wide = [
+            sample_train_chain(np.random.default_rng([7, i]), h264=True, mix=mix, scalers="wide")
+            for i in range(600)
+        ]
+        same_but_scalers = [
+            dataclasses.replace(w, down_scaler=d.down_scaler, up_scaler=d.up_scaler) == d
+            for d, w in zip(default, wide, strict=True)
+        ]
+        assert all(same_but_scalers)
+        scaled = [c for c in wide if c.down > 1]
+        assert {c.down_scaler for c in scaled} == set(WIDE_DOWN_SCALERS)
+        assert {c.up_scaler for c in scaled} == set(WIDE_UP_SCALERS)
+        assert sum(c.down_scaler in KERNEL_SCALERS for c in scaled) > len(scaled) / 4
+    assert set(WIDE_DOWN_SCALERS) | set(WIDE_UP_SCALERS) <= set(CV2_SCALERS) | set(KERNEL_SCALERS)
+    chain = Chain(down=2.5, down_scaler="gaussian", codec="jpeg", quality=50, up_scaler="sharp-cubic")
+    out = apply_chain(_scene(), chain, seed=1)
+    assert out.shape == _scene().shape and not np.array_equal(out, _scene())
+    with pytest.raises(ValueError, match="unknown scaler set"):
+        sample_train_chain(np.random.default_rng(0), scalers="pillow")
 
 
 def test_yuv_noise_is_mostly_luma() -> None:

@@ -512,6 +512,23 @@ def test_blur_only_share_replaces_only_the_chosen_chains(photo_dirs) -> None:
         TrainBank(photos, [], crop=32, size=4, blur_only_share=1.5)
 
 
+def test_wide_scalers_change_only_the_scaled_samples(photo_dirs) -> None:
+    """``scalers="wide"`` cuts the same crops and draws the same chains; only samples whose chain scales (and
+    drew one of the new scalers) differ, and an unknown set is refused."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    kwargs = {"crop": 32, "size": 40, "seed": 5, "degradations": "chains-balanced"}
+    default, wide = TrainBank(photos, [], **kwargs), TrainBank(photos, [], **kwargs, scalers="wide")
+    changed = 0
+    for i in range(40):
+        d, w = default.sample(i), wide.sample(i)
+        assert np.array_equal(d.gt, w.gt) and d.preset == w.preset and d.noisy == w.noisy
+        changed += not np.array_equal(d.inp, w.inp)
+    assert 3 <= changed < 40
+    with pytest.raises(DataError, match="unknown scaler set"):
+        TrainBank(photos, [], crop=32, size=4, scalers="pillow")
+
+
 def test_synthetic_share_sets_how_many_crops_come_from_rendered_screens(photo_dirs, tmp_path) -> None:
     from kd_trainer.screens import is_synthetic
 

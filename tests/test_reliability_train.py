@@ -50,7 +50,15 @@ def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, t
 
 @pytest.mark.parametrize(
     "override",
-    ["vivid=0.5", "soft_truth=0.5", "blur_only_share=0.5", "fresh_degradations=true", "synthetic_share=0"],
+    [
+        "vivid=0.5",
+        "soft_truth=0.5",
+        "blur_only_share=0.5",
+        "fresh_degradations=true",
+        "synthetic_share=0",
+        "scalers=wide",
+        "extra_photos=true",
+    ],
 )
 def test_resume_refuses_a_change_to_what_the_bank_draws(photo_dirs, tmp_path, capsys, override):
     """The bank's draws depend on these keys: a resume that changed one would train on other data."""
