@@ -55,8 +55,8 @@ class TrainConfig:
     # which calls rarely draw, is met as often as needed; the other samples (and their teacher outputs) stay
     blur_only_share: float = 0.0
     # with chain degradations: the scalers the chains' down- and up-scale steps draw from (kd_trainer.chain.
-    # SCALER_SETS): opencv = OpenCV's five; wide = those plus antialiased and soft/sharp resampling kernels of our
-    # own (Mitchell, Hermite, Gaussian, B-spline, a sharp cubic). The test families' Pillow scalers are never drawn
+    # SCALER_SETS): opencv = OpenCV's five; wide = those plus kernels of our own (antialiased Gaussian and
+    # sharp-cubic down-scales; Mitchell, Hermite, B-spline and sharp-cubic up-scales). Pillow's are never drawn
     scalers: str = "opencv"
     fresh_degradations: bool = False  # new crops and degradations every epoch, except the teacher_samples
     # share of photo crops whose colours are made vivid before degradation (kd_trainer.data.vivid_colours):
