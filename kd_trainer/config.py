@@ -68,6 +68,10 @@ class TrainConfig:
     # webcam portraits, out-of-focus shading, anti-aliased scans) exist in calls and a student trained only on
     # sharp targets sharpens them (0 = off, the draws of every other sample unchanged)
     soft_truth: float = 0.0
+    # share of crops whose contrast is stretched x1.5-3 around their median luma and clipped, half of them made
+    # grey first (kd_trainer.data.stretch_contrast): full-range photographic edges and clipped whites and blacks,
+    # which otherwise only text and screens show (0 = off, the draws of every other sample unchanged)
+    contrast: float = 0.0
     # share of photo crops cut from the rendered screens and scanned pages (kd_trainer.screens) instead of the
     # other photos; -1 = off: every photo equally likely, as always (27 of the 73 training photos are rendered)
     synthetic_share: float = -1.0
@@ -238,6 +242,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("harm_weight", 0.0, 1e3, ""),
     ("vivid", 0.0, 1.0, " (a share of the photo crops)"),
     ("soft_truth", 0.0, 1.0, " (a share of the crops)"),
+    ("contrast", 0.0, 1.0, " (a share of the crops)"),
     ("blur_only_share", 0.0, 1.0, " (a share of the damaged chains)"),
     ("epochs", 1, 100_000, ""),
     ("batch_size", 1, 4096, ""),

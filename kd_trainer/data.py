@@ -182,6 +182,7 @@ class TrainBank(Dataset):
         soft_truth: float = 0.0,
         blur_only_share: float = 0.0,
         scalers: str = "opencv",
+        contrast: float = 0.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -219,6 +220,9 @@ class TrainBank(Dataset):
         if not 0.0 <= soft_truth <= 1.0:
             raise DataError(f"soft_truth must be a share in 0..1, got {soft_truth}")
         self.soft_truth = soft_truth  # share of crops whose ground truth is softened first (soften)
+        if not 0.0 <= contrast <= 1.0:
+            raise DataError(f"contrast must be a share in 0..1, got {contrast}")
+        self.contrast = contrast  # share of crops whose contrast is stretched first (stretch_contrast)
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         if not 0.0 <= blur_only_share <= 1.0:
             raise DataError(f"blur_only_share must be a share in 0..1, got {blur_only_share}")
@@ -286,7 +290,7 @@ class TrainBank(Dataset):
         path = self.pick_photo(rng)
         if self.degradations == "presets":
             (gt,) = _augment(_random_crop([self._image(path)], self.crop, rng, str(path)), rng)
-            gt = _vary_crop(gt, rng, self.vivid, self.soft_truth)
+            gt = _vary_crop(gt, rng, self.vivid, self.soft_truth, self.contrast)
             preset = sample_train_preset(rng)
             return Sample(degrade(gt, preset, seed=int(rng.integers(2**31))), gt, preset)
         mix = "balanced" if self.degradations == "chains-balanced" else "call"
@@ -301,6 +305,7 @@ class TrainBank(Dataset):
             self.soft_truth,
             self.blur_only_share,
             self.scalers,
+            self.contrast,
         )
 
     def pick_photo(self, rng: np.random.Generator) -> Path:
@@ -366,6 +371,27 @@ def vivid_colours(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out[..., order])
 
 
+#: Contrast gains :func:`stretch_contrast` draws from.
+CONTRAST_GAIN = (1.5, 3.0)
+
+
+def stretch_contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (uint8 RGB) with its contrast stretched by a gain drawn from :data:`CONTRAST_GAIN` around its
+    median luma, clipped; half of the draws turn it grey first. Full-range photographic edges, thin dark gaps
+    and clipped blacks and whites with the photo's own (often soft) edges: a black-and-white facade photo
+    (`plasma-Grey` on val) has them, the training photos hardly do, and only text and screens teach the
+    student what a full-contrast edge is."""
+    gain = float(rng.uniform(*CONTRAST_GAIN))
+    grey = bool(rng.random() < 0.5)
+    rgb = image.astype(np.float32)
+    luma = rgb @ _LUMA
+    if grey:
+        rgb = np.repeat(luma[..., None], 3, axis=2)
+    pivot = float(np.median(luma))
+    out = np.clip(np.rint(pivot + gain * (rgb - pivot)), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
 #: Gaussian sigmas (pixels) :func:`soften` draws from: soft like a small webcam portrait or out-of-focus shading.
 #: The training chain's own camera softness (sigma up to 1.5) may then blur the input further.
 SOFT_TRUTH_SIGMA = (0.4, 1.2)
@@ -377,10 +403,13 @@ def soften(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def _vary_crop(image: np.ndarray, rng: np.random.Generator, vivid: float, soft_truth: float) -> np.ndarray:
-    """A ground-truth crop made vivid (:func:`vivid_colours`) for a ``vivid`` share of the calls, then soft by
-    nature (:func:`soften`) for a ``soft_truth`` share; a share of 0 draws nothing from ``rng``."""
-    for share, transform in ((vivid, vivid_colours), (soft_truth, soften)):
+def _vary_crop(
+    image: np.ndarray, rng: np.random.Generator, vivid: float, soft_truth: float, contrast: float = 0.0
+) -> np.ndarray:
+    """A ground-truth crop made vivid (:func:`vivid_colours`) for a ``vivid`` share of the calls, stretched
+    (:func:`stretch_contrast`) for a ``contrast`` share, then soft by nature (:func:`soften`) for a ``soft_truth``
+    share; a share of 0 draws nothing from ``rng``."""
+    for share, transform in ((vivid, vivid_colours), (contrast, stretch_contrast), (soft_truth, soften)):
         if share > 0 and rng.random() < share:
             image = transform(image, rng)
     return image
@@ -397,17 +426,19 @@ def chain_sample(
     soft_truth: float = 0.0,
     blur_only_share: float = 0.0,
     scalers: str = "opencv",
+    contrast: float = 0.0,
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
     vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
     truth is soft too) for a ``soft_truth`` share; ``single_step_share`` as in
     :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains without sensor noise
     replaced by camera blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged);
-    ``scalers`` the set of down- and up-scalers the chain draws from (:data:`kd_trainer.chain.SCALER_SETS`)."""
+    ``scalers`` the set of down- and up-scalers the chain draws from (:data:`kd_trainer.chain.SCALER_SETS`);
+    ``contrast`` the share of crops stretched first (:func:`stretch_contrast`)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
-    region = _vary_crop(region, rng, vivid, soft_truth)
+    region = _vary_crop(region, rng, vivid, soft_truth, contrast)
     chain = with_blur_only(
         sample_train_chain(rng, mix=mix, single_step_share=single_step_share, scalers=scalers),
         rng,

@@ -179,6 +179,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "fresh_degradations",
             "vivid",
             "soft_truth",
+            "contrast",
             "blur_only_share",
             "scalers",
             "extra_photos",
@@ -251,6 +252,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.soft_truth,
             cfg.blur_only_share,
             cfg.scalers,
+            cfg.contrast,
         )
         if photos or pairs
         else None

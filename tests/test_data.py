@@ -15,6 +15,7 @@ from kd_trainer.data import (
     gate_teacher,
     soften,
     spread,
+    stretch_contrast,
     validation_frames,
     vivid_colours,
 )
@@ -484,6 +485,46 @@ def test_soft_truth_share_softens_the_ground_truth_before_the_chain(photo_dirs) 
         assert np.array_equal(s.inp, s.gt)
     with pytest.raises(DataError, match="soft_truth"):
         TrainBank(photos, [], crop=32, size=4, soft_truth=-0.1)
+
+
+def _luma_range(img: np.ndarray) -> float:
+    """Spread of a frame's luma: 2nd to 98th percentile."""
+    luma = img.astype(np.float32).mean(axis=2)
+    return float(np.percentile(luma, 98) - np.percentile(luma, 2))
+
+
+def test_stretch_contrast_widens_the_range_keeps_flat_areas_and_greys_half() -> None:
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(60, 200, 64, dtype=np.float32)[None, :, None], (16, 1, 3))
+    ramp[..., 0] += 10  # a little colour
+    ramp = ramp.astype(np.uint8)
+    outs = [stretch_contrast(ramp, rng) for _ in range(40)]
+    for out in outs:
+        assert out.dtype == np.uint8 and out.shape == ramp.shape
+        assert _luma_range(out) > 1.4 * _luma_range(ramp)
+        assert np.all(np.diff(out.astype(int).mean(axis=2), axis=1) >= 0)  # a ramp stays a ramp
+    grey = [np.array_equal(o[..., 0], o[..., 1]) and np.array_equal(o[..., 1], o[..., 2]) for o in outs]
+    assert 8 <= sum(grey) <= 32  # half the draws drop the colour
+    clipped = [((o == 0) | (o == 255)).mean() for o in outs]
+    assert max(clipped) > 0.1  # strong gains clip the ends of the ramp, as a contrasty photo does
+    flat = np.full((8, 8, 3), 77, np.uint8)
+    assert np.array_equal(stretch_contrast(flat, rng), flat)
+
+
+def test_contrast_share_stretches_the_ground_truth_before_the_chain(photo_dirs) -> None:
+    """``contrast=0`` draws exactly the default bank; ``contrast=1`` stretches every ground truth, and the input
+    is degraded from the stretched ground truth."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    default, on = _default_and_full_share(photos, "contrast", 6)
+    plain = np.mean([default.sample(i).gt.astype(np.float32).mean(axis=2).std() for i in range(6)])
+    stretched = np.mean([on.sample(i).gt.astype(np.float32).mean(axis=2).std() for i in range(6)])
+    assert stretched > 1.2 * plain
+    for i in range(6):  # the degraded input follows the stretched ground truth
+        d, s = default.sample(i), on.sample(i)
+        assert np.abs(s.inp.astype(float) - s.gt).mean() < np.abs(s.inp.astype(float) - d.gt).mean()
+    with pytest.raises(DataError, match="contrast"):
+        TrainBank(photos, [], crop=32, size=4, contrast=2.0)
 
 
 def test_blur_only_share_replaces_only_the_chosen_chains(photo_dirs) -> None:

@@ -53,6 +53,7 @@ def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, t
     [
         "vivid=0.5",
         "soft_truth=0.5",
+        "contrast=0.5",
         "blur_only_share=0.5",
         "fresh_degradations=true",
         "synthetic_share=0",
