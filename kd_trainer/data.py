@@ -214,18 +214,19 @@ class TrainBank(Dataset):
         if degradations not in DEGRADATIONS:
             raise DataError(f"degradations must be one of {', '.join(DEGRADATIONS)}, got {degradations!r}")
         self.degradations = degradations
-        if not 0.0 <= vivid <= 1.0:
-            raise DataError(f"vivid must be a share in 0..1, got {vivid}")
+        shares = {
+            "vivid": vivid,
+            "soft_truth": soft_truth,
+            "contrast": contrast,
+            "blur_only_share": blur_only_share,
+        }
+        for key, share in shares.items():
+            if not 0.0 <= share <= 1.0:
+                raise DataError(f"{key} must be a share in 0..1, got {share}")
         self.vivid = vivid
-        if not 0.0 <= soft_truth <= 1.0:
-            raise DataError(f"soft_truth must be a share in 0..1, got {soft_truth}")
         self.soft_truth = soft_truth  # share of crops whose ground truth is softened first (soften)
-        if not 0.0 <= contrast <= 1.0:
-            raise DataError(f"contrast must be a share in 0..1, got {contrast}")
         self.contrast = contrast  # share of crops whose contrast is stretched first (stretch_contrast)
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
-        if not 0.0 <= blur_only_share <= 1.0:
-            raise DataError(f"blur_only_share must be a share in 0..1, got {blur_only_share}")
         self.blur_only_share = blur_only_share  # share of noise-free damaged chains made camera blur alone
         try:  # the down- and up-scalers training chains draw from (kd_trainer.chain.SCALER_SETS)
             check_scalers(scalers)
