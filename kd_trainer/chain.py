@@ -537,6 +537,35 @@ def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chai
     return _blur_alone(child) if child.random() < BLUR_ONLY_GAUSSIAN else _motion_alone(child)
 
 
+#: Camera over-sharpening that :func:`with_oversharpened` draws: amount and radius (the training ranges).
+OVERSHARPEN_AMOUNT, OVERSHARPEN_SIGMA = (0.3, 1.2), (0.8, 2.0)
+
+
+def with_oversharpened(chain: Chain, rng: np.random.Generator, share: float) -> Chain:
+    """``chain``, or for a ``share`` of the damaged chains the same chain from a camera that over-sharpens:
+    its softness and shake removed, its own unsharp mask drawn (amount 0.3-1.2, radius 0.8-2.0), the noise,
+    scaling and codec steps kept. Frames like these (halos, then down-scaled and compressed) look soft and
+    must not be sharpened further, yet the mix draws them rarely.
+
+    As in :func:`with_blur_only`, the choice comes from a child of ``rng``, so every sample that is not
+    replaced is exactly the sample drawn without this option. Clean chains are never replaced.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"oversharpen_share must be in 0..1, got {share}")
+    if share == 0 or chain.clean:
+        return chain
+    (child,) = rng.spawn(1)
+    if child.random() >= share:
+        return chain
+    return dataclasses.replace(
+        chain,
+        blur_sigma=0.0,
+        motion_len=0,
+        oversharpen=float(child.uniform(*OVERSHARPEN_AMOUNT)),
+        oversharpen_sigma=float(child.uniform(*OVERSHARPEN_SIGMA)),
+    )
+
+
 def _single_step_chain(
     rng: np.random.Generator,
     h264: bool,

@@ -54,6 +54,11 @@ class TrainConfig:
     # (Gaussian softness 60%, shake 40%; kd_trainer.chain.with_blur_only), so that a frame that is only soft,
     # which calls rarely draw, is met as often as needed; the other samples (and their teacher outputs) stay
     blur_only_share: float = 0.0
+    # with chain degradations: share of the damaged chains whose camera over-sharpens instead (softness and shake
+    # removed, its own unsharp mask drawn; noise, scaling and codec kept; kd_trainer.chain.with_oversharpened), so
+    # that halos hidden by a down-scale and a codec are met often enough to be left alone (0 = off, the draws
+    # of every other sample unchanged)
+    oversharpen_share: float = 0.0
     # with chain degradations: the scalers the chains' down- and up-scale steps draw from (kd_trainer.chain.
     # SCALER_SETS): opencv = OpenCV's five; wide = those plus kernels of our own (antialiased Gaussian and
     # sharp-cubic down-scales; Mitchell, Hermite, B-spline and sharp-cubic up-scales). Pillow's are never drawn
@@ -175,6 +180,7 @@ class TrainConfig:
         chain_options = {
             "teacher_skip_noise": self.teacher_skip_noise,
             "blur_only_share": self.blur_only_share,
+            "oversharpen_share": self.oversharpen_share,
             "scalers": self.scalers if self.scalers != "opencv" else "",
         }
         used = [f"{key}={str(value).lower()}" for key, value in chain_options.items() if value]
@@ -244,6 +250,7 @@ _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("soft_truth", 0.0, 1.0, " (a share of the crops)"),
     ("contrast", 0.0, 1.0, " (a share of the crops)"),
     ("blur_only_share", 0.0, 1.0, " (a share of the damaged chains)"),
+    ("oversharpen_share", 0.0, 1.0, " (a share of the damaged chains)"),
     ("epochs", 1, 100_000, ""),
     ("batch_size", 1, 4096, ""),
     ("crop", 8, 4096, " (pixels)"),

@@ -25,6 +25,7 @@ from kd_trainer.chain import (
     degrade_family,
     sample_train_chain,
     with_blur_only,
+    with_oversharpened,
 )
 from kd_trainer.degrade import degrade, sample_train_preset
 from kd_trainer.io import ImageReadError, list_images, read_image
@@ -183,6 +184,7 @@ class TrainBank(Dataset):
         blur_only_share: float = 0.0,
         scalers: str = "opencv",
         contrast: float = 0.0,
+        oversharpen_share: float = 0.0,
     ) -> None:
         if not photos and not pairs:
             raise DataError("no training data: give train_dir (sharp photos) and/or paired_dir (Blur2Sharp)")
@@ -219,6 +221,7 @@ class TrainBank(Dataset):
             "soft_truth": soft_truth,
             "contrast": contrast,
             "blur_only_share": blur_only_share,
+            "oversharpen_share": oversharpen_share,
         }
         for key, share in shares.items():
             if not 0.0 <= share <= 1.0:
@@ -228,6 +231,7 @@ class TrainBank(Dataset):
         self.contrast = contrast  # share of crops whose contrast is stretched first (stretch_contrast)
         self.single_step_share = single_step_share  # with chains-balanced: share of one-step damage
         self.blur_only_share = blur_only_share  # share of noise-free damaged chains made camera blur alone
+        self.oversharpen_share = oversharpen_share  # share of damaged chains from an over-sharpening camera
         try:  # the down- and up-scalers training chains draw from (kd_trainer.chain.SCALER_SETS)
             check_scalers(scalers)
         except ValueError as exc:
@@ -307,6 +311,7 @@ class TrainBank(Dataset):
             self.blur_only_share,
             self.scalers,
             self.contrast,
+            self.oversharpen_share,
         )
 
     def pick_photo(self, rng: np.random.Generator) -> Path:
@@ -428,6 +433,7 @@ def chain_sample(
     blur_only_share: float = 0.0,
     scalers: str = "opencv",
     contrast: float = 0.0,
+    oversharpen_share: float = 0.0,
 ) -> Sample:
     """A crop of ``image`` degraded by a freshly drawn training chain (see :mod:`kd_trainer.chain`), made
     vivid first for a ``vivid`` share of the calls and softened (:func:`soften`, before the chain, so the ground
@@ -435,7 +441,9 @@ def chain_sample(
     :func:`kd_trainer.chain.sample_train_chain`; ``blur_only_share`` of the damaged chains without sensor noise
     replaced by camera blur alone (:func:`kd_trainer.chain.with_blur_only`: the other samples are unchanged);
     ``scalers`` the set of down- and up-scalers the chain draws from (:data:`kd_trainer.chain.SCALER_SETS`);
-    ``contrast`` the share of crops stretched first (:func:`stretch_contrast`)."""
+    ``contrast`` the share of crops stretched first (:func:`stretch_contrast`); ``oversharpen_share`` of the
+    damaged chains (after ``blur_only_share``) given a camera that over-sharpens
+    (:func:`kd_trainer.chain.with_oversharpened`: the other samples are unchanged)."""
     h, w = image.shape[:2]
     margin = max(0, min(CHAIN_MARGIN, (min(h, w) - crop) // 2))
     (region,) = _augment(_random_crop([image], crop + 2 * margin, rng, name), rng)
@@ -445,6 +453,7 @@ def chain_sample(
         rng,
         blur_only_share,
     )
+    chain = with_oversharpened(chain, rng, oversharpen_share)
     degraded = apply_chain(region, chain, seed=int(rng.integers(2**31)))
     cut = (slice(margin, margin + crop), slice(margin, margin + crop))
     return Sample(

@@ -181,6 +181,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "soft_truth",
             "contrast",
             "blur_only_share",
+            "oversharpen_share",
             "scalers",
             "extra_photos",
             "alpha",
@@ -253,6 +254,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             cfg.blur_only_share,
             cfg.scalers,
             cfg.contrast,
+            cfg.oversharpen_share,
         )
         if photos or pairs
         else None

@@ -27,6 +27,7 @@ from kd_trainer.chain import (
     sample_train_chain,
     video_round_trip,
     with_blur_only,
+    with_oversharpened,
     yuv_noise,
 )
 from kd_trainer.degrade import has_h264
@@ -303,6 +304,41 @@ def test_with_blur_only_replaces_a_share_of_damaged_chains_by_blur_alone() -> No
     assert 0.45 < kinds.count("blur") / len(kinds) < 0.75
     with pytest.raises(ValueError, match="blur_only_share must be in"):
         with_blur_only(Chain(blur_sigma=1.0), np.random.default_rng(0), 1.5)
+
+
+def test_with_oversharpened_gives_a_share_of_damaged_chains_a_sharpening_camera() -> None:
+    def draw(share: float, n: int = 1200) -> list[tuple[Chain, Chain, float]]:
+        out = []
+        for i in range(n):
+            rng = np.random.default_rng([4, i])
+            chain = sample_train_chain(rng, h264=True, mix="balanced")
+            out.append((chain, with_oversharpened(chain, rng, share), rng.random()))
+        return out
+
+    none = draw(0.0)
+    assert all(a is b for a, b, _ in none)
+    some = draw(0.3)
+    assert [r for *_, r in some] == [r for *_, r in none]  # the caller's stream never moves
+    changed = [(a, b) for a, b, _ in some if a != b]
+    assert 0.25 < len(changed) / sum(not a.clean for a, _, _ in some) < 0.35
+    for a, b in changed:
+        assert not a.clean
+        assert b.blur_sigma == 0 and b.motion_len == 0  # the camera is sharp and still ...
+        assert 0.3 <= b.oversharpen <= 1.2 and 0.8 <= b.oversharpen_sigma <= 2.0  # ... and over-sharpens
+        # the steps after the camera are the ones drawn
+        assert (b.noise, b.noise_sigma, b.down, b.down_scaler, b.codec, b.quality, b.up_scaler) == (
+            a.noise,
+            a.noise_sigma,
+            a.down,
+            a.down_scaler,
+            a.codec,
+            a.quality,
+            a.up_scaler,
+        )
+    assert any(a.down > 1 and a.codec == "h264" for a, _ in changed)
+    assert all(b is a for a, b, _ in some if a.clean)
+    with pytest.raises(ValueError, match="oversharpen_share must be in"):
+        with_oversharpened(Chain(blur_sigma=1.0), np.random.default_rng(0), -0.1)
 
 
 def _steps(c: Chain) -> list[bool]:

@@ -48,6 +48,8 @@ def test_fresh_degradations_with_a_teacher_keep_its_samples_fixed() -> None:
         (["beta=0", "synthetic_share=2"], "synthetic_share must be -1"),
         (["beta=0", "blur_only_share=1.2"], "blur_only_share must be in"),
         (["beta=0", "degradations=presets", "blur_only_share=0.1"], "needs chain degradations"),
+        (["beta=0", "oversharpen_share=-0.1"], "oversharpen_share must be in"),
+        (["beta=0", "degradations=presets", "oversharpen_share=0.1"], "needs chain degradations"),
         (["beta=0", "scalers=pillow"], "unknown scaler set"),
         (["beta=0", "degradations=presets", "scalers=wide"], "needs chain degradations"),
     ],

@@ -553,6 +553,27 @@ def test_blur_only_share_replaces_only_the_chosen_chains(photo_dirs) -> None:
         TrainBank(photos, [], crop=32, size=4, blur_only_share=1.5)
 
 
+def test_oversharpen_share_gives_the_chosen_chains_halos(photo_dirs) -> None:
+    """``oversharpen_share=0`` draws exactly the default bank; with a share, the samples it does not replace are
+    the default ones and the replaced ones carry a camera's halos: sharper than their ground truth unless a
+    later down-scale or codec took the detail away."""
+    train, _ = photo_dirs
+    photos = find_photos(train)
+    default, every = _default_and_full_share(photos, "oversharpen_share", 12)
+    sharper = 0
+    for i in range(12):
+        d, e = default.sample(i), every.sample(i)
+        assert np.array_equal(d.gt, e.gt)  # the same crop
+        if d.preset == "clean":
+            assert np.array_equal(e.inp, d.inp)
+        else:
+            assert e.noisy == d.noisy  # the noise step is kept
+            sharper += _sharpness(e.inp) > _sharpness(d.inp)
+    assert sharper >= 4
+    with pytest.raises(DataError, match="oversharpen_share"):
+        TrainBank(photos, [], crop=32, size=4, oversharpen_share=1.5)
+
+
 def test_wide_scalers_change_only_the_scaled_samples(photo_dirs) -> None:
     """``scalers="wide"`` cuts the same crops and draws the same chains; only samples whose chain scales (and
     drew one of the new scalers) differ, and an unknown set is refused."""

@@ -55,6 +55,7 @@ def test_resume_run_dir_uses_the_directory_given_even_after_a_move(photo_dirs, t
         "soft_truth=0.5",
         "contrast=0.5",
         "blur_only_share=0.5",
+        "oversharpen_share=0.5",
         "fresh_degradations=true",
         "synthetic_share=0",
         "scalers=wide",
