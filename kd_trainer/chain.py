@@ -518,6 +518,13 @@ def _motion_alone(rng: np.random.Generator) -> Chain:
 BLUR_ONLY_GAUSSIAN = 0.6
 
 
+def _chosen_stream(rng: np.random.Generator, share: float) -> np.random.Generator | None:
+    """A child of ``rng`` (``rng.spawn``) when this sample falls in ``share``, else None; ``rng``'s own stream
+    never moves, so a sample that is not replaced is exactly the one drawn without the option."""
+    (child,) = rng.spawn(1)
+    return child if child.random() < share else None
+
+
 def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chain:
     """``chain``, or for a ``share`` of the damaged chains camera blur alone (Gaussian softness or shake, the
     single-step variants), so that a frame that is only soft is seen more often than the mix draws it.
@@ -531,8 +538,8 @@ def with_blur_only(chain: Chain, rng: np.random.Generator, share: float) -> Chai
         raise ValueError(f"blur_only_share must be in 0..1, got {share}")
     if share == 0 or chain.clean or chain.noise != "none":
         return chain
-    (child,) = rng.spawn(1)
-    if child.random() >= share:
+    child = _chosen_stream(rng, share)
+    if child is None:
         return chain
     return _blur_alone(child) if child.random() < BLUR_ONLY_GAUSSIAN else _motion_alone(child)
 
@@ -554,8 +561,8 @@ def with_oversharpened(chain: Chain, rng: np.random.Generator, share: float) -> 
         raise ValueError(f"oversharpen_share must be in 0..1, got {share}")
     if share == 0 or chain.clean:
         return chain
-    (child,) = rng.spawn(1)
-    if child.random() >= share:
+    child = _chosen_stream(rng, share)
+    if child is None:
         return chain
     return dataclasses.replace(
         chain,
