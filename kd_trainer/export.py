@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_trainer.models.student import ResidualUNet, load_student
+from kd_trainer.models.student import ResidualUNet, load_student, merge_branches
 from trt_engine.io import atomic_path
 from trt_engine.meta import (
     META_PREFIX,
@@ -205,6 +205,7 @@ def export_program(
     from trt_engine.backends.torch import EXPORTED_META
 
     model, ckpt = load_student(checkpoint)
+    model = merge_branches(model)
     m = model.config.multiple
     wrapped = ClampedFloat(model).eval()
     sample = torch.rand(1, 3, 4 * m, 6 * m, generator=torch.Generator().manual_seed(0))
@@ -238,6 +239,7 @@ def export_checkpoint(
 ) -> ExportResult:
     """Load a student checkpoint and export it; the checkpoint's metrics travel in the metadata."""
     model, ckpt = load_student(checkpoint)
+    model = merge_branches(model)
     extra = dict(kwargs.pop("extra_metadata", None) or {})
     if ckpt.get("metrics"):
         extra.setdefault("metrics", ckpt["metrics"])

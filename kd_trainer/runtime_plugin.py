@@ -15,9 +15,10 @@ CHECKPOINT_FORMAT = "image-sharpening-kd/student-v1"
 
 def load(path: Path) -> tuple[Any, dict[str, Any]]:
     """(student in eval mode, ModelMeta fields) of a checkpoint; CheckpointError (ValueError) names the file."""
-    from kd_trainer.models.student import load_student
+    from kd_trainer.models.student import load_student, merge_branches
 
     model, ckpt = load_student(path)
+    model = merge_branches(model)
     meta: dict[str, Any] = {
         "student": ckpt.get("name", ""),
         "config": model.config.to_dict(),

@@ -43,7 +43,9 @@ from kd_trainer.models.student import (
     count_macs,
     count_params,
     load_student,
+    merge_branches,
     read_checkpoint,
+    registry_name,
     save_checkpoint,
     scale_residual,
     warm_start,
@@ -499,6 +501,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         state["best_gain"] = best_metrics["score"]["psnr_gain"]
         save(best_path, best_metrics)
     best, ckpt = load_student(best_path)
+    best = merge_branches(best)  # student.pt is plain: a trained runet-fhr ships as a runet-fh
     final_metrics, scale = ckpt["metrics"], 1.0
     if cfg.residual_scales:
         scale_frames = (
@@ -521,7 +524,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     save_checkpoint(
         final_path,
         best,
-        name=cfg.model,
+        name=registry_name(best.config) or cfg.model,
         train_config=cfg.to_dict(),
         train={**ckpt["train"], **state, "total_steps": state["step"], "best_step": ckpt["train"]["step"]},
         metrics=final_metrics,

@@ -320,3 +320,67 @@ def test_strength_head_starts_as_the_student_and_scales_each_frames_residual() -
         scales = model.strength(features).flatten()
         assert scales[0] != scales[1] and bool(((scales >= 0) & (scales <= 1.5)).all())
         assert torch.allclose(model(x) - x, (plain(x) - x) * scales.view(-1, 1, 1, 1), atol=1e-6)
+
+
+def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` with every parameter moved at random (the rep branches included), so no branch is zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    return model.eval()
+
+
+def test_rep_conv_is_the_sum_of_its_branches() -> None:
+    """Written branch by branch with plain convs (zero padding): the merged kernel computes exactly their sum."""
+    import torch.nn.functional as F
+
+    from kd_trainer.models.student import EDGE_KERNELS, RepConv3x3
+
+    conv = _randomised(RepConv3x3(4, 5, ratio=2))
+    x = torch.randn(2, 4, 9, 11)
+    branches = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    branches = branches + F.conv2d(x, conv.point[:, :, None, None])
+    branches = branches + F.conv2d(F.conv2d(x, conv.expand[:, :, None, None]), conv.squeeze, padding=1)
+    for mix, kernel in zip(conv.edges, EDGE_KERNELS, strict=True):
+        mixed = F.conv2d(x, mix[:, :, None, None])
+        depthwise = torch.tensor(kernel).expand(5, 1, 3, 3)
+        branches = branches + F.conv2d(mixed, depthwise, padding=1, groups=5)
+    with torch.no_grad():
+        assert torch.allclose(conv(x), branches, atol=1e-5)
+        assert not torch.allclose(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-3)
+
+
+def test_a_rep_student_merges_into_its_plain_form_with_the_same_outputs() -> None:
+    from kd_trainer.models.student import RepConv3x3, merge_branches
+
+    model = _randomised(build_student("runet-fhr"))
+    assert any(isinstance(m, RepConv3x3) for m in model.modules())
+    plain = merge_branches(model)
+    assert plain.config == build_student("runet-fh").config and registry_name(plain.config) == "runet-fh"
+    assert not any(isinstance(m, RepConv3x3) for m in plain.modules()) and not plain.training
+    assert count_macs(plain) == count_macs(model)  # training branches cost nothing per frame
+    x = torch.rand(1, 3, 45, 70)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), model(x), atol=1e-5)
+        assert not torch.allclose(model(x), x, atol=1e-3)
+    assert merge_branches(plain) is plain  # a plain student is left as it is
+
+
+def test_rep_config_round_trips_validates_and_warm_starts_from_its_plain_form() -> None:
+    from kd_trainer.models.student import warm_start
+
+    cfg = build_student("runet-fhr").config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["rep"] == 4
+    assert "rep" not in build_student("runet-fh").config.to_dict()  # older checkpoints stay as they were
+    for bad in (-1, 9):
+        with pytest.raises(ValueError, match="rep"):
+            StudentConfig(4, (16,), (1,), rep=bad)
+    base = _randomised(build_student("runet-fh"))
+    grown = build_student("runet-fhr")
+    warm_start(grown, base)  # the extra branches start at zero: the same function
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(x), base(x))
+    with pytest.raises(CheckpointError, match="plain form"):
+        warm_start(build_student("runet-fhr"), build_student("runet-f2"))

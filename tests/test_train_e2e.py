@@ -264,3 +264,30 @@ def test_tensorboard_scalars_when_available(photo_dirs, tmp_path, monkeypatch, c
     # without TensorBoard installed the writer is None and the run goes on silently
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     assert curves.tensorboard_writer(tmp_path) is None
+
+
+def test_an_over_parameterised_run_ships_its_merged_plain_student(photo_dirs, tmp_path) -> None:
+    """``model=runet-fhr`` trains with extra branches (best.pt, last.pt) and writes a plain runet-fh student.pt
+    that computes what best.pt computes; exporting best.pt merges it too."""
+    assert (
+        train_main(
+            _args(
+                photo_dirs, tmp_path, "rep", "model=runet-fhr", "samples_per_epoch=16", "epochs=1", "beta=0"
+            )
+        )
+        == 0
+    )
+    run = tmp_path / "rep"
+    best, _ = load_student(run / "best.pt")
+    shipped, ckpt = load_student(run / "student.pt")
+    assert best.config.rep == 4 and read_checkpoint(run / "last.pt")["config"]["rep"] == 4
+    assert "rep" not in ckpt["config"] and ckpt["name"] == "runet-fh"
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.allclose(shipped(x), best(x), atol=1e-5) and not torch.allclose(best(x), x, atol=1e-4)
+    onnx_path = tmp_path / "best.onnx"
+    assert export_main([str(run / "best.pt"), "-o", str(onnx_path), "--height", "40", "--width", "56"]) == 0
+    (y,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()}
+    )
+    assert np.abs(y - shipped(x).clamp(0, 1).detach().numpy()).max() < 1e-5

@@ -33,6 +33,7 @@ from kd_trainer.runtime_plugin import CHECKPOINT_FORMAT
 
 #: Limits on student shapes (checked before anything is allocated).
 MAX_UNSHUFFLE, MAX_LEVELS, MAX_WIDTH, MAX_BLOCKS = 8, 6, 512, 16
+MAX_REP = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class StudentConfig:
     lowcut: int = 0  # block size of the local mean removed from the residual (0 = none): high-pass output
     half: bool = False  # residual blocks with one conv, x + conv3x3(relu(x)), instead of two (CPU speed)
     strength: bool = False  # a per-frame residual scale read out from the pooled level-0 features
+    rep: int = 0  # over-parameterised block convs for training (expansion ratio; 0 = plain): see RepConv3x3
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +80,8 @@ class StudentConfig:
             raise ValueError(f"context must be in 0..{MAX_WIDTH}, got {self.context}")
         if self.lowcut not in (0, 2, 4, 8, 16, 32):
             raise ValueError(f"lowcut must be 0 or a power of two in 2..32, got {self.lowcut}")
+        if not 0 <= self.rep <= MAX_REP:
+            raise ValueError(f"rep must be in 0..{MAX_REP}, got {self.rep}")
 
     @property
     def multiple(self) -> int:
@@ -99,6 +103,7 @@ class StudentConfig:
             # flags absent when False: older checkpoints stay byte-identical
             | ({"half": True} if self.half else {})
             | ({"strength": True} if self.strength else {})
+            | ({"rep": self.rep} if self.rep else {})
         )
 
     @classmethod
@@ -114,6 +119,7 @@ class StudentConfig:
             "lowcut",
             "half",
             "strength",
+            "rep",
             "description",
         }
         if unknown:
@@ -129,6 +135,7 @@ class StudentConfig:
             lowcut=int(data.get("lowcut", 0)),
             half=_flag(data.get("half", False)),
             strength=_flag(data.get("strength", False), "strength"),
+            rep=int(data.get("rep", 0)),
         )
 
 
@@ -161,6 +168,15 @@ STUDENTS: dict[str, StudentConfig] = {
         bands=1,
         half=True,
         description="runet-f2 with a one-conv residual block: ~10% faster on CPUs",
+    ),
+    "runet-fhr": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        half=True,
+        rep=4,
+        description="runet-fh trained with over-parameterised convs; merges into runet-fh (same cost per frame)",
     ),
     "runet-f3": StudentConfig(
         4,
@@ -232,13 +248,59 @@ def registry_name(config: StudentConfig) -> str | None:
     return next((name for name, cfg in STUDENTS.items() if cfg == config), None)
 
 
+#: Fixed edge kernels of :class:`RepConv3x3`'s edge branches: Sobel x, Sobel y, Laplacian.
+EDGE_KERNELS = (
+    ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0)),
+    ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0)),
+    ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
+)
+
+
+class RepConv3x3(nn.Conv2d):
+    """A 3x3 conv (zero padding) trained as a sum of linear branches that merge into one 3x3 conv.
+
+    Branches (edge-oriented, as in ECBSR): the plain 3x3 kernel (``weight``, ``bias``), a 1x1 conv, a 1x1
+    expansion to ``ratio * C`` channels followed by a 3x3 squeeze, and 1x1 mixes followed by fixed Sobel-x,
+    Sobel-y and Laplacian kernels. Every branch is linear and bias-free but the plain one, and zero padding
+    commutes with a 1x1 conv, so their sum *is* a single 3x3 conv: :meth:`merged` computes it, and ``forward``
+    runs it, so training costs one conv per call. What changes is how gradient steps move the kernel (more
+    parameters per tap, an edge prior), never what the layer can compute, nor its cost once merged.
+    The extra branches start at zero (the expansion at random), so the layer starts as its plain kernel.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, ratio: int) -> None:
+        super().__init__(in_ch, out_ch, 3, padding=1)
+        self.point = nn.Parameter(torch.zeros(out_ch, in_ch))
+        self.expand = nn.Parameter(torch.empty(ratio * in_ch, in_ch))
+        self.squeeze = nn.Parameter(torch.zeros(out_ch, ratio * in_ch, 3, 3))
+        self.edges = nn.Parameter(torch.zeros(len(EDGE_KERNELS), out_ch, in_ch))
+        self.register_buffer("edge_kernels", torch.tensor(EDGE_KERNELS), persistent=False)
+        nn.init.kaiming_uniform_(self.expand, a=math.sqrt(5))
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of the single 3x3 conv that equals the sum of the branches."""
+        weight = self.weight + torch.einsum("omhw,mi->oihw", self.squeeze, self.expand)
+        weight = weight + torch.einsum("koi,khw->oihw", self.edges, self.edge_kernels)
+        centre = F.pad(self.point[:, :, None, None], (1, 1, 1, 1))
+        return weight + centre, self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.merged()
+        return F.conv2d(x, weight, bias, padding=1)
+
+
+def block_conv(ch: int, rep: int) -> nn.Conv2d:
+    """A residual block's 3x3 conv: plain, or over-parameterised for training (``rep`` > 0)."""
+    return RepConv3x3(ch, ch, rep) if rep else nn.Conv2d(ch, ch, 3, padding=1)
+
+
 class ResBlock(nn.Module):
     """x + conv3x3(relu(conv3x3(x)))."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, rep: int = 0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv1 = block_conv(ch, rep)
+        self.conv2 = block_conv(ch, rep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -247,9 +309,9 @@ class ResBlock(nn.Module):
 class HalfResBlock(nn.Module):
     """x + conv3x3(relu(x)): a ResBlock without its first conv (the stem or previous block feeds it)."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, rep: int = 0) -> None:
         super().__init__()
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)  # named like ResBlock's second conv
+        self.conv2 = block_conv(ch, rep)  # named like ResBlock's second conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(x))
@@ -463,12 +525,14 @@ class ResidualUNet(nn.Module):
         block = HalfResBlock if config.half else ResBlock
         self.stem = nn.Conv2d(3, w[0], u, stride=u) if u > 1 else nn.Conv2d(3, w[0], 3, padding=1)
         self.encoders = nn.ModuleList(
-            nn.Sequential(*[block(wi) for _ in range(b)]) for wi, b in zip(w, config.blocks, strict=True)
+            nn.Sequential(*[block(wi, config.rep) for _ in range(b)])
+            for wi, b in zip(w, config.blocks, strict=True)
         )
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(BlockUp(w[i + 1], w[i], 2) for i in range(len(w) - 1))
         self.decoders = nn.ModuleList(
-            nn.Sequential(*[block(w[i]) for _ in range(config.blocks[i])]) for i in range(len(w) - 1)
+            nn.Sequential(*[block(w[i], config.rep) for _ in range(config.blocks[i])])
+            for i in range(len(w) - 1)
         )
         self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
         self.strength = StrengthHead(w[0]) if config.strength else None
@@ -570,6 +634,24 @@ def scale_residual(model: ResidualUNet, factor: float) -> ResidualUNet:
                 layer.weight.mul_(factor)
                 layer.bias.mul_(factor)
     return scaled.to(next(model.parameters()).device).train(model.training)
+
+
+def merge_branches(model: ResidualUNet) -> ResidualUNet:
+    """``model`` itself if it is plain, else a copy with every :class:`RepConv3x3` merged into one plain conv.
+
+    The copy's config has ``rep`` 0 (a trained ``runet-fhr`` becomes a ``runet-fh``); its outputs equal the
+    original's up to float rounding. Exports and shipped checkpoints hold merged students.
+    """
+    if not model.config.rep:
+        return model
+    plain = ResidualUNet(dataclasses.replace(model.config, rep=0))
+    state = {k: v for k, v in model.state_dict().items() if k in plain.state_dict()}
+    for name, module in model.named_modules():
+        if isinstance(module, RepConv3x3):
+            weight, bias = module.merged()
+            state[f"{name}.weight"], state[f"{name}.bias"] = weight.detach(), bias.detach()
+    plain.load_state_dict(state, strict=True)
+    return plain.to(next(model.parameters()).device).train(model.training)
 
 
 def with_strength_head(model: ResidualUNet) -> ResidualUNet:
@@ -712,14 +794,21 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
     """Copy ``init``'s weights into ``model``: the same student, or the same one without the context branch.
 
     A student that adds a whole-frame context branch to ``init``'s shape keeps the branch as built (its scale
-    starts at zero), so it begins as exactly ``init`` and learns the branch from there.
+    starts at zero), so it begins as exactly ``init`` and learns the branch from there; so does an
+    over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at zero).
     """
     same_without_context = dataclasses.replace(model.config, context=0) == init.config
-    if init.config != model.config and not same_without_context:
+    plain_of_rep = model.config.rep and dataclasses.replace(model.config, rep=0) == init.config
+    if init.config != model.config and not (same_without_context or plain_of_rep):
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
-            "(the same shape, or that shape without its context branch); pass the matching model"
+            "(the same shape, that shape without its context branch, or its plain form); pass the matching model"
         )
     missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("context.") for key in missing):
+    if unexpected or any(not _warm_start_extra(key) for key in missing):
         raise CheckpointError(f"{source}: weights do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def _warm_start_extra(key: str) -> bool:
+    """Whether a weight ``warm_start`` may leave as built: a context branch's, or a RepConv3x3's extra branches."""
+    return key.startswith("context.") or key.rsplit(".", 1)[-1] in ("point", "expand", "squeeze", "edges")
