@@ -143,7 +143,7 @@ def default_models() -> tuple[list[str], list[str]]:
 
     from .models import SHIPPED
 
-    names = list(STUDENTS)
+    names = [name for name, cfg in STUDENTS.items() if not cfg.rep]  # a rep shape runs as its plain form
     notes = []
     for s in SHIPPED:
         if (SHIPPED_STUDENTS_DIR / f"{s}.pt").is_file() or (SHIPPED_STUDENTS_DIR / f"{s}.onnx").is_file():

@@ -114,7 +114,7 @@ def export_onnx(
         raise ValueError(f"opset must be >= 17, got {opset}")
     if min(height, width, batch) < 1:
         raise ValueError(f"invalid export shape batch={batch} height={height} width={width}")
-    model = model.eval().cpu()
+    model = merge_branches(model).eval().cpu()  # over-parameterised training convs export as plain convs
     multiple = model.config.multiple
     wrapped: nn.Module = Uint8NHWC(model) if uint8_io else ClampedFloat(model)
     rng = np.random.default_rng(seed)
@@ -239,7 +239,6 @@ def export_checkpoint(
 ) -> ExportResult:
     """Load a student checkpoint and export it; the checkpoint's metrics travel in the metadata."""
     model, ckpt = load_student(checkpoint)
-    model = merge_branches(model)
     extra = dict(kwargs.pop("extra_metadata", None) or {})
     if ckpt.get("metrics"):
         extra.setdefault("metrics", ckpt["metrics"])

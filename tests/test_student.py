@@ -384,3 +384,26 @@ def test_rep_config_round_trips_validates_and_warm_starts_from_its_plain_form() 
         assert torch.equal(grown.eval()(x), base(x))
     with pytest.raises(CheckpointError, match="plain form"):
         warm_start(build_student("runet-fhr"), build_student("runet-f2"))
+
+
+def test_a_rep_student_exports_as_its_plain_graph(tmp_path) -> None:
+    """The ONNX of an over-parameterised student is the plain student's graph (same ops, same cost), and it
+    matches the rep student's own outputs (export's parity check, and here once more)."""
+    import onnx
+    import onnxruntime as ort
+
+    from benchmarks.cli import default_models
+    from kd_trainer.export import export_onnx
+
+    model = _randomised(build_student("runet-fhr"))
+    rep = export_onnx(model, tmp_path / "rep.onnx", height=32, width=48)
+    plain = export_onnx(build_student("runet-fh"), tmp_path / "plain.onnx", height=32, width=48)
+    ops = [[n.op_type for n in onnx.load(str(r.path)).graph.node] for r in (rep, plain)]
+    assert ops[0] == ops[1]
+    x = torch.rand(1, 3, 32, 48)
+    (y,) = ort.InferenceSession(str(rep.path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()}
+    )
+    with torch.no_grad():
+        assert abs(torch.from_numpy(y) - model(x).clamp(0, 1)).max() < 1e-5
+    assert "runet-fhr" not in default_models()[0]  # benchmarked as runet-fh, not twice
