@@ -201,6 +201,15 @@ STUDENTS: dict[str, StudentConfig] = {
         lowcut=8,
         description="quality v3: runet-m2 with a high-pass residual (no brightness shifts wider than ~16 px)",
     ),
+    "runet-m3r": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        lowcut=8,
+        rep=4,
+        description="runet-m3 trained with over-parameterised convs; merges into runet-m3 (same cost per frame)",
+    ),
     "runet-m4": StudentConfig(
         2,
         (16, 48, 96),
