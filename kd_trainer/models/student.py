@@ -169,15 +169,6 @@ STUDENTS: dict[str, StudentConfig] = {
         half=True,
         description="runet-f2 with a one-conv residual block: ~10% faster on CPUs",
     ),
-    "runet-fhr": StudentConfig(
-        4,
-        (16,),
-        (1,),
-        bands=1,
-        half=True,
-        rep=4,
-        description="runet-fh trained with over-parameterised convs; merges into runet-fh (same cost per frame)",
-    ),
     "runet-f3": StudentConfig(
         4,
         (16,),
@@ -200,15 +191,6 @@ STUDENTS: dict[str, StudentConfig] = {
         bands=2,
         lowcut=8,
         description="quality v3: runet-m2 with a high-pass residual (no brightness shifts wider than ~16 px)",
-    ),
-    "runet-m3r": StudentConfig(
-        2,
-        (16, 48, 96),
-        (1, 2, 2),
-        bands=2,
-        lowcut=8,
-        rep=4,
-        description="runet-m3 trained with over-parameterised convs; merges into runet-m3 (same cost per frame)",
     ),
     "runet-m4": StudentConfig(
         2,
@@ -242,6 +224,18 @@ STUDENTS: dict[str, StudentConfig] = {
         description="pico: fewest MACs, but 8-wide layers and a detail conv run slower than runet-f",
     ),
 }
+
+
+def _with_rep(base: str, ratio: int = 4) -> StudentConfig:
+    """``base`` trained with over-parameterised convs (:class:`RepConv3x3`): it merges back into ``base``."""
+    return dataclasses.replace(
+        STUDENTS[base],
+        rep=ratio,
+        description=f"{base} trained with over-parameterised convs; merges into {base} (same cost per frame)",
+    )
+
+
+STUDENTS |= {"runet-fhr": _with_rep("runet-fh"), "runet-m3r": _with_rep("runet-m3")}
 
 
 def get_config(name: str) -> StudentConfig:
