@@ -14,6 +14,13 @@ e.g. what a student does on faces under call damage, which the family means hide
 per frame: the output ``x + scale * (student(x) - x)`` is what :func:`kd_trainer.models.student.scale_residual`
 folds into the weights, so this shows which global scale a recipe should keep on the families.
 
+``--at-harm 0.010`` (with ``--scales``) adds each student's mean gain at that harm, interpolated linearly between
+the two folds that bracket it: two students compared at equal harm, so a student that is only bolder (or more timid)
+than another, which a fold undoes, is not mistaken for a better one. ``--from-json a.json b.json`` reads scores
+written earlier by ``--json`` instead of scoring again (entries of later files replace earlier ones):
+
+    python -m benchmarks.val_families --from-json runs/shipped.json runs/mine.json --at-harm 0.010
+
 ``--vivid`` scores vivid copies of the val frames instead (:func:`kd_trainer.data.vivid_colours`, seeded per
 frame): saturated colours and nearly empty channels, where a student can break although the plain frames are
 fine.
@@ -152,6 +159,53 @@ def summary_line(name: str, result: dict[str, Any]) -> str:
     return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
 
 
+def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | None:
+    """``name``'s mean gain over the degraded families at mean harm ``harm``: linear between the two of its scored
+    folds (``NAME@SCALE`` entries, else ``NAME`` alone) whose harms bracket ``harm``; None when none do."""
+    points = sorted(
+        (r["overall"]["psnr_harm"], r["overall"]["psnr_gain"])
+        for key, r in results.items()
+        if (key == name or key.rpartition("@")[0] == name) and "psnr_harm" in r.get("overall", {})
+    )
+    for (h0, g0), (h1, g1) in zip(points, points[1:], strict=False):
+        if h0 <= harm <= h1:
+            return g0 if h1 == h0 else g0 + (harm - h0) / (h1 - h0) * (g1 - g0)
+    if points and points[0][0] == harm:  # a single fold exactly at that harm
+        return points[0][1]
+    return None
+
+
+def at_harm_lines(results: dict[str, Any], harm: float) -> list[str]:
+    """``name: +0.059 at harm 0.010 (folds 0.8-1.2)`` per student (base name before ``@``), in scoring order."""
+    names = list(dict.fromkeys(key.rpartition("@")[0] or key for key in results))
+    lines = []
+    for name in names:
+        folds = sorted(float(key.rpartition("@")[2]) for key in results if key.rpartition("@")[0] == name)
+        span = f" (folds x{folds[0]:g}-{folds[-1]:g})" if folds else ""
+        gain = gain_at_harm(results, name, harm)
+        value = f"{gain:+.3f}" if gain is not None else "n/a (no folds bracket it)"
+        lines.append(f"{name}: {value} at harm {harm:.3f}{span}")
+    return lines
+
+
+def load_results(paths: list[str]) -> dict[str, Any]:
+    """Scores written by ``--json``, merged in order (a later file's entry replaces an earlier one's)."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise BenchInputError(f"--from-json: no such file: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise BenchInputError(f"--from-json: {path} is not JSON ({exc})") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(v, dict) and "overall" in v for v in data.values()
+        ):
+            raise BenchInputError(f"--from-json: {path} is not a val_families --json file")
+        merged |= data
+    return merged
+
+
 def content_lines(name: str, result: dict[str, Any]) -> list[str]:
     """``name [people, 5 frames]: family +0.12 ... | mean (degraded) +0.05``, one line per content kind."""
     lines = []
@@ -168,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.val_families", description=__doc__.split("\n\n")[0]
     )
-    ap.add_argument("students", nargs="+", metavar="NAME=CHECKPOINT", help="student checkpoints (.pt)")
+    ap.add_argument("students", nargs="*", metavar="NAME=CHECKPOINT", help="student checkpoints (.pt)")
     ap.add_argument("--val-dir", default=None, help="val frames (default: the photo pool's val/ split)")
     ap.add_argument("--families", default="", help="comma-separated test families (default: all)")
     ap.add_argument("--json", default="", help="also write the full scores here")
@@ -187,19 +241,40 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated residual scales to score each student at (NAME@SCALE), one forward pass per frame",
     )
+    ap.add_argument(
+        "--at-harm",
+        type=float,
+        default=None,
+        metavar="HARM",
+        help="also print each student's mean gain at this mean harm, interpolated over its --scales folds",
+    )
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="read scores written by --json instead of scoring checkpoints",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        specs = [parse_spec(s) for s in args.students]
-        families = [f for f in args.families.split(",") if f] or None
-        results = score_students(
-            specs,
-            args.val_dir,
-            families,
-            progress=not args.no_progress,
-            vivid=args.vivid,
-            scales=parse_scales(args.scales),
+    if bool(args.students) == bool(args.from_json):
+        ap.error(
+            "give either student checkpoints (NAME=CHECKPOINT) or --from-json FILE..., not both or neither"
         )
+    try:
+        if args.from_json:
+            results = load_results(args.from_json)
+        else:
+            specs = [parse_spec(s) for s in args.students]
+            families = [f for f in args.families.split(",") if f] or None
+            results = score_students(
+                specs,
+                args.val_dir,
+                families,
+                progress=not args.no_progress,
+                vivid=args.vivid,
+                scales=parse_scales(args.scales),
+            )
     except (BenchInputError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -207,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_line(name, result))
         if args.by_content:
             print("\n".join(content_lines(name, result)))
+    if args.at_harm is not None:
+        print("\n".join(at_harm_lines(results, args.at_harm)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -115,3 +115,58 @@ def test_scales_match_the_folded_residual_scale(tmp_path: Path, capsys) -> None:
     assert "not a number" in capsys.readouterr().err
     assert vf.main([f"c={ckpt}", "--scales", "9", "--no-progress"]) == 2
     assert "outside 0..4" in capsys.readouterr().err
+
+
+def _entry(gain: float, harm: float) -> dict:
+    return {"overall": {"psnr_gain": gain, "psnr_harm": harm, "families": []}, "families": {}}
+
+
+def test_gain_at_harm_interpolates_between_the_bracketing_folds() -> None:
+    results = {
+        "a@0.5": _entry(0.04, 0.005),
+        "a@1": _entry(0.06, 0.010),
+        "a@1.5": _entry(0.07, 0.020),
+        "ab@1": _entry(0.50, 0.015),  # another student whose name starts with "a": not one of a's folds
+        "b": _entry(0.08, 0.010),
+    }
+    assert vf.gain_at_harm(results, "a", 0.015) == pytest.approx(0.065)
+    assert vf.gain_at_harm(results, "a", 0.005) == pytest.approx(0.04)
+    assert vf.gain_at_harm(results, "a", 0.030) is None  # beyond its boldest fold: not extrapolated
+    assert vf.gain_at_harm(results, "b", 0.010) == pytest.approx(
+        0.08
+    )  # one unscaled entry at exactly that harm
+    assert vf.gain_at_harm(results, "b", 0.011) is None
+    lines = vf.at_harm_lines(results, 0.015)
+    assert lines[0] == "a: +0.065 at harm 0.015 (folds x0.5-1.5)"
+    assert lines[2].startswith("b: n/a")
+
+
+def test_from_json_compares_saved_scores_at_equal_harm(tmp_path: Path, capsys) -> None:
+    """Scores saved with ``--json`` are read back with ``--from-json`` (later files win) and compared at a harm."""
+    make_pool([(64, 64)], 96)
+    ckpt = save_checkpoint(tmp_path / "c.pt", perturbed_student("runet-p"), name="runet-p")
+    out = tmp_path / "c.json"
+    argv = [f"c={ckpt}", "--families", "soft-camera,noise,clean", "--scales", "0.5,1,2", "--json", str(out)]
+    assert vf.main([*argv, "--no-progress"]) == 0
+    capsys.readouterr()
+    saved = json.loads(out.read_text())
+    harms = sorted(v["overall"]["psnr_harm"] for v in saved.values())
+    assert harms[0] < harms[-1]  # a bolder fold harms more, so there is a harm to compare at
+    harm = (harms[0] + harms[-1]) / 2
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"d@1": saved["c@1"]}))
+    assert vf.main(["--from-json", str(out), str(other), "--at-harm", str(harm)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["c@0.5", "c@1", "c@2", "d@1", "c", "d"]
+    expected = vf.gain_at_harm(saved, "c", harm)
+    assert expected is not None and lines[4] == f"c: {expected:+.3f} at harm {harm:.3f} (folds x0.5-2)"
+    assert lines[5].startswith("d: n/a")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert vf.main(["--from-json", str(bad)]) == 2
+    assert "is not JSON" in capsys.readouterr().err
+    bad.write_text(json.dumps({"x": 1}))
+    assert vf.main(["--from-json", str(bad)]) == 2
+    assert "not a val_families --json file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        vf.main([f"c={ckpt}", "--from-json", str(out)])  # both: refused by the parser
