@@ -261,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(
             "give either student checkpoints (NAME=CHECKPOINT) or --from-json FILE..., not both or neither"
         )
+    scoring_only = {
+        "--val-dir": args.val_dir,
+        "--families": args.families,
+        "--scales": args.scales,
+        "--vivid": args.vivid,
+    }
+    if args.from_json and any(scoring_only.values()):
+        used = ", ".join(flag for flag, value in scoring_only.items() if value)
+        ap.error(f"{used}: these choose how checkpoints are scored; --from-json reads scores as saved")
     try:
         if args.from_json:
             results = load_results(args.from_json)

@@ -170,3 +170,6 @@ def test_from_json_compares_saved_scores_at_equal_harm(tmp_path: Path, capsys) -
     assert "not a val_families --json file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         vf.main([f"c={ckpt}", "--from-json", str(out)])  # both: refused by the parser
+    with pytest.raises(SystemExit):
+        vf.main(["--from-json", str(out), "--scales", "0.5"])  # would be silently ignored: refused
+    assert "--scales: these choose how checkpoints are scored" in capsys.readouterr().err
