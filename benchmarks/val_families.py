@@ -176,7 +176,7 @@ def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | Non
 
 
 def at_harm_lines(results: dict[str, Any], harm: float) -> list[str]:
-    """``name: +0.059 at harm 0.010 (folds 0.8-1.2)`` per student (base name before ``@``), in scoring order."""
+    """``name: +0.059 at harm 0.010 (folds x0.8-1.2)`` per student (base name before ``@``), in scoring order."""
     names = list(dict.fromkeys(key.rpartition("@")[0] or key for key in results))
     lines = []
     for name in names:
