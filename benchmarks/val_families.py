@@ -159,13 +159,19 @@ def summary_line(name: str, result: dict[str, Any]) -> str:
     return f"{name}: " + ", ".join(gains) + clean + f" | mean (degraded) {mean}"
 
 
+def split_fold(key: str) -> tuple[str, float | None]:
+    """``("mine", 0.5)`` for the key ``mine@0.5`` that ``--scales`` writes, ``("mine", None)`` for ``mine``."""
+    name, at, scale = key.rpartition("@")
+    return (name, float(scale)) if at else (key, None)
+
+
 def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | None:
     """``name``'s mean gain over the degraded families at mean harm ``harm``: linear between the two of its scored
     folds (``NAME@SCALE`` entries, else ``NAME`` alone) whose harms bracket ``harm``; None when none do."""
     points = sorted(
         (r["overall"]["psnr_harm"], r["overall"]["psnr_gain"])
         for key, r in results.items()
-        if (key == name or key.rpartition("@")[0] == name) and "psnr_harm" in r.get("overall", {})
+        if split_fold(key)[0] == name and "psnr_harm" in r.get("overall", {})
     )
     for (h0, g0), (h1, g1) in zip(points, points[1:], strict=False):
         if h0 <= harm <= h1:
@@ -177,10 +183,10 @@ def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | Non
 
 def at_harm_lines(results: dict[str, Any], harm: float) -> list[str]:
     """``name: +0.059 at harm 0.010 (folds x0.8-1.2)`` per student (base name before ``@``), in scoring order."""
-    names = list(dict.fromkeys(key.rpartition("@")[0] or key for key in results))
+    keys = [split_fold(key) for key in results]
     lines = []
-    for name in names:
-        folds = sorted(float(key.rpartition("@")[2]) for key in results if key.rpartition("@")[0] == name)
+    for name in dict.fromkeys(n for n, _ in keys):
+        folds = sorted(scale for n, scale in keys if n == name and scale is not None)
         span = f" (folds x{folds[0]:g}-{folds[-1]:g})" if folds else ""
         gain = gain_at_harm(results, name, harm)
         value = f"{gain:+.3f}" if gain is not None else "n/a (no folds bracket it)"
