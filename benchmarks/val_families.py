@@ -165,24 +165,57 @@ def split_fold(key: str) -> tuple[str, float | None]:
     return (name, float(scale)) if at else (key, None)
 
 
-def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | None:
-    """``name``'s mean gain over the degraded families at mean harm ``harm``: linear between the two of its scored
-    folds (``NAME@SCALE`` entries, else ``NAME`` alone) whose harms bracket ``harm``; None when none do."""
-    points = sorted(
-        (r["overall"]["psnr_harm"], r["overall"]["psnr_gain"])
+def _folds_at_harm(
+    results: dict[str, Any], name: str, harm: float
+) -> tuple[dict[str, Any], dict[str, Any], float] | None:
+    """The two of ``name``'s scored folds (``NAME@SCALE`` entries, else ``NAME`` alone) whose mean harms bracket
+    ``harm``, and how far ``harm`` lies from the first to the second (0-1); None when no two folds bracket it."""
+    folds = sorted(
+        (r["overall"]["psnr_harm"], key)
         for key, r in results.items()
         if split_fold(key)[0] == name and "psnr_harm" in r.get("overall", {})
     )
-    for (h0, g0), (h1, g1) in zip(points, points[1:], strict=False):
+    for (h0, k0), (h1, k1) in zip(folds, folds[1:], strict=False):
         if h0 <= harm <= h1:
-            return g0 if h1 == h0 else g0 + (harm - h0) / (h1 - h0) * (g1 - g0)
-    if points and points[0][0] == harm:  # a single fold exactly at that harm
-        return points[0][1]
+            return results[k0], results[k1], 0.0 if h1 == h0 else (harm - h0) / (h1 - h0)
+    if folds and folds[0][0] == harm:  # a single fold exactly at that harm
+        return results[folds[0][1]], results[folds[0][1]], 0.0
     return None
 
 
+def gain_at_harm(results: dict[str, Any], name: str, harm: float) -> float | None:
+    """``name``'s mean gain over the degraded families at mean harm ``harm``: linear between the two of its scored
+    folds whose harms bracket ``harm``; None when none do (never extrapolated)."""
+    bracket = _folds_at_harm(results, name, harm)
+    if bracket is None:
+        return None
+    r0, r1, t = bracket
+    g0, g1 = r0["overall"]["psnr_gain"], r1["overall"]["psnr_gain"]
+    return g0 + t * (g1 - g0)
+
+
+def families_at_harm(results: dict[str, Any], name: str, harm: float) -> dict[str, float] | None:
+    """Each family's mean PSNR gain at mean harm ``harm`` (for ``clean``: the output's PSNR in dB against the
+    untouched frame), interpolated between the same two folds as :func:`gain_at_harm`; None when none bracket it.
+
+    Comparing students family by family at one harm, rather than at the grid fold nearest below it, keeps a
+    bolder student from being judged at a timider fold than its rival."""
+    bracket = _folds_at_harm(results, name, harm)
+    if bracket is None:
+        return None
+    r0, r1, t = bracket
+    values = {}
+    for family, f0 in r0["families"].items():
+        f1 = r1["families"].get(family)
+        metric = "psnr" if family == "clean" else "psnr_gain"
+        if f1 is not None and metric in f0 and metric in f1:
+            values[family] = f0[metric] + t * (f1[metric] - f0[metric])
+    return values
+
+
 def at_harm_lines(results: dict[str, Any], harm: float) -> list[str]:
-    """``name: +0.059 at harm 0.010 (folds x0.8-1.2)`` per student (base name before ``@``), in scoring order."""
+    """``name: +0.059 at harm 0.010 (folds x0.8-1.2)`` per student (base name before ``@``), in scoring order,
+    each followed by its families at that harm when it has both the gain and the families."""
     keys = [split_fold(key) for key in results]
     lines = []
     for name in dict.fromkeys(n for n, _ in keys):
@@ -191,6 +224,11 @@ def at_harm_lines(results: dict[str, Any], harm: float) -> list[str]:
         gain = gain_at_harm(results, name, harm)
         value = f"{gain:+.3f}" if gain is not None else "n/a (no folds bracket it)"
         lines.append(f"{name}: {value} at harm {harm:.3f}{span}")
+        families = families_at_harm(results, name, harm) or {}
+        clean = families.pop("clean", None)
+        if families:
+            tail = f" | clean {clean:.1f} dB vs input" if clean is not None else ""
+            lines.append("  " + ", ".join(f"{f} {g:+.3f}" for f, g in families.items()) + tail)
     return lines
 
 
@@ -252,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         metavar="HARM",
-        help="also print each student's mean gain at this mean harm, interpolated over its --scales folds",
+        help="also print each student's mean gain and family gains at this mean harm, interpolated over its --scales folds",
     )
     ap.add_argument(
         "--from-json",

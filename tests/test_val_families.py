@@ -138,7 +138,22 @@ def test_gain_at_harm_interpolates_between_the_bracketing_folds() -> None:
     assert vf.gain_at_harm(results, "b", 0.011) is None
     lines = vf.at_harm_lines(results, 0.015)
     assert lines[0] == "a: +0.065 at harm 0.015 (folds x0.5-1.5)"
-    assert lines[2].startswith("b: n/a")
+    assert lines[2].startswith("b: n/a")  # no family figures saved here, so no family lines
+
+
+def test_families_at_harm_use_the_same_bracketing_folds() -> None:
+    def entry(gain: float, harm: float, noise: float, clean_db: float) -> dict:
+        families = {"noise": {"psnr_gain": noise}, "clean": {"psnr": clean_db, "psnr_gain": clean_db - 100}}
+        return {"overall": {"psnr_gain": gain, "psnr_harm": harm}, "families": families}
+
+    results = {"a@0.5": entry(0.04, 0.005, 0.02, 60.0), "a@1": entry(0.06, 0.010, -0.02, 56.0)}
+    at = vf.families_at_harm(results, "a", 0.0075)
+    assert at == {"noise": pytest.approx(0.0), "clean": pytest.approx(58.0)}  # clean in dB, not its gain
+    assert vf.families_at_harm(results, "a", 0.02) is None
+    assert vf.at_harm_lines(results, 0.0075) == [
+        "a: +0.050 at harm 0.007 (folds x0.5-1)",
+        "  noise +0.000 | clean 58.0 dB vs input",
+    ]
 
 
 def test_from_json_compares_saved_scores_at_equal_harm(tmp_path: Path, capsys) -> None:
@@ -157,10 +172,22 @@ def test_from_json_compares_saved_scores_at_equal_harm(tmp_path: Path, capsys) -
     other.write_text(json.dumps({"d@1": saved["c@1"]}))
     assert vf.main(["--from-json", str(out), str(other), "--at-harm", str(harm)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["c@0.5", "c@1", "c@2", "d@1", "c", "d"]
+    assert [line.split(":")[0] for line in lines if not line.startswith("  ")] == [
+        "c@0.5",
+        "c@1",
+        "c@2",
+        "d@1",
+        "c",
+        "d",
+    ]
     expected = vf.gain_at_harm(saved, "c", harm)
     assert expected is not None and lines[4] == f"c: {expected:+.3f} at harm {harm:.3f} (folds x0.5-2)"
-    assert lines[5].startswith("d: n/a")
+    families = vf.families_at_harm(saved, "c", harm)
+    assert families is not None and lines[5].startswith(
+        f"  soft-camera {families['soft-camera']:+.3f}, noise"
+    )
+    assert lines[5].endswith(f"| clean {families['clean']:.1f} dB vs input")
+    assert lines[6].startswith("d: n/a")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert vf.main(["--from-json", str(bad)]) == 2
