@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from kd_trainer import distributed
 from kd_trainer.config import ConfigError, TrainConfig
+from kd_trainer.cpu_share import busy_elsewhere, oversubscription_warning
 from kd_trainer.curves import tensorboard_writer, write_curves
 from kd_trainer.data import DataError, TrainBank, find_pairs, find_photos, validation_frames
 from kd_trainer.distributed import DistInfo
@@ -139,6 +141,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cuda = device.type == "cuda"
+    if not cuda and ddp.world_size == 1:  # torchrun's own ranks would count as other work
+        warning = oversubscription_warning(torch.get_num_threads(), busy_elsewhere())
+        if warning:
+            print(warning, file=sys.stderr)
     memory_format = torch.channels_last if cuda else torch.contiguous_format
 
     # --- model, optimiser, state

@@ -291,3 +291,22 @@ def test_an_over_parameterised_run_ships_its_merged_plain_student(photo_dirs, tm
         None, {"input": x.numpy()}
     )
     assert np.abs(y - shipped(x).clamp(0, 1).detach().numpy()).max() < 1e-5
+
+
+def test_a_cpu_run_warns_when_its_threads_would_compete_with_busy_cores(photo_dirs, tmp_path, capsys) -> None:
+    """With every core already kept busy by other processes, a run asking for two threads is told to use fewer
+    (kd_trainer.cpu_share), and still trains."""
+    spin = "import time\nend = time.time() + 120\nwhile time.time() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        args = _args(photo_dirs, tmp_path, "busy", "samples_per_epoch=16", "epochs=1", "beta=0")
+        args[args.index("threads=1")] = "threads=2"
+        assert train_main(args) == 0
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+    err = capsys.readouterr().err
+    assert "threads=2 will compete" in err and "threads=1 fits beside them" in err
+    assert (tmp_path / "busy" / "student.pt").is_file()
