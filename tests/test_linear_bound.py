@@ -11,7 +11,8 @@ import pytest
 from benchmarks import linear_bound as lb
 from benchmarks import test_split as ts
 from benchmarks.frames import BenchInputError
-from tests.helpers import make_pool
+from kd_trainer.io import write_image
+from tests.helpers import make_pool, soft_frame
 
 
 def _texture(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
@@ -72,3 +73,54 @@ def test_cli_reports_val_families(tmp_path: Path, capsys) -> None:
     assert result["soft-camera"]["mean_gain"] > 0  # the oracle never loses to the input on average
     assert lb.main(["--families", "nope", "--no-progress"]) == 2
     assert "unknown test families" in capsys.readouterr().err
+
+
+def test_leave_one_out_learns_a_shared_damage_from_the_other_frames() -> None:
+    """Frames that share one affine damage: the filter fitted on the others undoes it on each held-out frame."""
+    gts = [_texture(seed=s) for s in range(3)]
+    pairs = [(np.clip(np.rint(g * 0.7 + 30), 0, 255).astype(np.uint8), g) for g in gts]
+    gains = lb.leave_one_out_gains(pairs, size=3, samples=2000)
+    assert len(gains) == 3 and min(gains) > 30
+
+
+def test_leave_one_out_never_sees_the_held_out_frame() -> None:
+    """A frame whose damage differs from the rest gets the rest's filter, so it gains less than its own oracle."""
+    import cv2
+
+    gts = [cv2.GaussianBlur(_texture(96, 96, seed=s), (0, 0), 1.0) for s in range(4)]
+    pairs = [(cv2.GaussianBlur(g, (0, 0), 1.2), g) for g in gts[:3]]
+    pairs.append(
+        (np.clip(np.rint(gts[3] * 0.7 + 30), 0, 255).astype(np.uint8), gts[3])
+    )  # dulled, not blurred
+    gains = lb.leave_one_out_gains(pairs, size=5, samples=5000)
+    assert min(gains[:3]) > 1.0  # the blurred frames learn from each other
+    assert gains[3] < lb.oracle_gain(*pairs[3], size=5) - 10  # the odd one out gets a blur filter
+
+
+def test_leave_one_out_needs_two_frames() -> None:
+    with pytest.raises(BenchInputError, match="at least two"):
+        lb.leave_one_out_gains([(_texture(), _texture())], size=3)
+
+
+def test_cli_leave_one_out(tmp_path: Path, capsys) -> None:
+    root = make_pool([(64, 64)], 96)
+    assert lb.main(["--families", "soft-camera", "--leave-one-out", "--no-progress"]) == 2  # one val frame
+    assert "at least two" in capsys.readouterr().err
+    write_image(root / "val" / "v1.png", soft_frame(8, 96, 96))
+    out = tmp_path / "loo.json"
+    argv = [
+        "--families",
+        "soft-camera",
+        "--size",
+        "3",
+        "--leave-one-out",
+        "--json",
+        str(out),
+        "--no-progress",
+    ]
+    assert lb.main(argv) == 0
+    assert capsys.readouterr().out.startswith("soft-camera: leave-one-out family 3x3 linear filter")
+    result = json.loads(out.read_text())["soft-camera"]
+    assert result["mode"] == "leave-one-out"
+    assert len(result["frames"]) == len(ts.load_val_frames(None, None))
+    assert 0 <= result["made_worse"] <= len(result["frames"])
