@@ -35,10 +35,10 @@ def oversubscription_warning(threads: int, busy: int | None, cores: int | None =
     """A warning when ``threads`` torch threads plus ``busy`` threads already running ask for more than ``cores``
     cores (default: this machine's), with the thread count that fits; None when they fit or nothing is known."""
     cores = cores or os.cpu_count() or 1
-    if busy is None or busy == 0 or threads + busy <= cores:
+    if not busy:
         return None
     fits = max(1, cores - busy)
-    if fits >= threads:
+    if fits >= threads:  # also every case where threads + busy <= cores
         return None
     return (
         f"warning: {busy} other thread(s) are already running on {cores} CPU core(s), so threads={threads} will "
