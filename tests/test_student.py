@@ -407,3 +407,61 @@ def test_a_rep_student_exports_as_its_plain_graph(tmp_path) -> None:
     with torch.no_grad():
         assert abs(torch.from_numpy(y) - model(x).clamp(0, 1)).max() < 1e-5
     assert "runet-fhr" not in default_models()[0]  # benchmarked as runet-fh, not twice
+
+
+def _with_frame_filter_on(model):
+    """``model`` with its frame filter's last layer randomised, so the branch adds something frame-dependent."""
+    with torch.no_grad():
+        torch.nn.init.normal_(model.frame_filter.weights.weight, std=0.5)
+        model.frame_filter.weights.bias.fill_(0.2)
+    return model
+
+
+def test_frame_filter_starts_as_identity_is_high_pass_and_follows_the_whole_frame() -> None:
+    from kd_trainer.models.student import warm_start
+
+    base = perturbed_student("runet-m3")
+    model = build_student("runet-m5").eval()
+    warm_start(model, base)  # grown onto a runet-m3: exactly that student until the branch learns
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x))
+        _with_frame_filter_on(model)
+        y = model(x)
+        added = y - base(x)
+        assert added.abs().max() > 1e-3
+        assert torch.allclose(added[:, 0], added[:, 1], atol=1e-6)  # luma detail, added to R, G and B alike
+        assert torch.allclose(added[:, 1], added[:, 2], atol=1e-6)
+        flat = torch.full((1, 3, 48, 64), 0.3)
+        assert (model(flat) - base(flat)).abs().max() < 1e-6  # zero-sum kernels: a flat frame gets nothing
+        # one filter per frame: a change in one corner changes the filter, hence the output in the other corner
+        x2 = x.clone()
+        x2[0, :, -8:, -8:] = 1.0
+        assert not torch.allclose(model(x2)[0, :, :4, :4], y[0, :, :4, :4], atol=1e-6)
+        assert torch.allclose(model(x2)[1], y[1], atol=1e-6)  # and nothing of another frame in the batch
+
+
+def test_frame_filter_config_scales_warm_starts_and_merges() -> None:
+    from kd_trainer.models.student import merge_branches, warm_start
+
+    cfg = build_student("runet-m5").config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["frame_filter"] == 4
+    assert "frame_filter" not in build_student("runet-m3").config.to_dict()  # older checkpoints unchanged
+    for bad in (-1, 9):
+        with pytest.raises(ValueError, match="frame_filter"):
+            StudentConfig(2, (16,), (1,), frame_filter=bad)
+    rep = build_student("runet-m5r")
+    warm_start(rep, perturbed_student("runet-m3"))  # plain form and no frame filter at once
+    _with_frame_filter_on(rep.eval())
+    x = torch.rand(1, 3, 45, 70)
+    with torch.no_grad():
+        full = rep(x)
+        half = scale_residual(rep, 0.5)(x)
+        assert torch.allclose(half, x + 0.5 * (full - x), atol=1e-5)  # the branch scales with the residual
+        merged = merge_branches(rep)
+        assert merged.config == build_student("runet-m5").config
+        assert torch.allclose(merged(x), full, atol=1e-6)
+    with pytest.raises(CheckpointError, match="frame filter"):
+        warm_start(build_student("runet-m5"), perturbed_student("runet-m2"))
+    macs = count_macs(build_student("runet-m5")) - count_macs(build_student("runet-m3"))
+    assert macs == 1920 * 1080 * 4 * 81  # four 9x9 luma kernels a pixel (the 3-MAC luma mix is not a Conv2d)

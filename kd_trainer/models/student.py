@@ -8,7 +8,8 @@ Students with a coarse stem add an optional full-resolution linear "detail" conv
 which learns an unsharp-mask-like filter that the low-resolution path cannot express per pixel; both the
 tail and the detail conv start at zero, so a fresh student is the identity. A student with ``lowcut`` removes
 the local mean from its residual, so its output differs from the input only in detail, never in broad
-brightness or colour.
+brightness or colour. A student with a ``frame_filter`` adds one full-resolution 9x9 luma filter per frame,
+chosen from statistics of the whole frame (:class:`FrameFilter`): the deblur a frame needs depends on its damage.
 Inputs of any size are reflect-padded to the network's multiple and cropped back.
 
 A student with one width is a plain residual network at 1/stem resolution (no UNet levels): on a 2-core CPU
@@ -53,6 +54,9 @@ class StudentConfig:
     half: bool = False  # residual blocks with one conv, x + conv3x3(relu(x)), instead of two (CPU speed)
     strength: bool = False  # a per-frame residual scale read out from the pooled level-0 features
     rep: int = 0  # over-parameterised block convs for training (expansion ratio; 0 = plain): see RepConv3x3
+    frame_filter: int = (
+        0  # learned full-resolution luma filters weighted per frame (0 = none): see FrameFilter
+    )
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +86,8 @@ class StudentConfig:
             raise ValueError(f"lowcut must be 0 or a power of two in 2..32, got {self.lowcut}")
         if not 0 <= self.rep <= MAX_REP:
             raise ValueError(f"rep must be in 0..{MAX_REP}, got {self.rep}")
+        if not 0 <= self.frame_filter <= 8:
+            raise ValueError(f"frame_filter must be in 0..8, got {self.frame_filter}")
 
     @property
     def multiple(self) -> int:
@@ -104,6 +110,7 @@ class StudentConfig:
             | ({"half": True} if self.half else {})
             | ({"strength": True} if self.strength else {})
             | ({"rep": self.rep} if self.rep else {})
+            | ({"frame_filter": self.frame_filter} if self.frame_filter else {})
         )
 
     @classmethod
@@ -120,6 +127,7 @@ class StudentConfig:
             "half",
             "strength",
             "rep",
+            "frame_filter",
             "description",
         }
         if unknown:
@@ -136,6 +144,7 @@ class StudentConfig:
             half=_flag(data.get("half", False)),
             strength=_flag(data.get("strength", False), "strength"),
             rep=int(data.get("rep", 0)),
+            frame_filter=int(data.get("frame_filter", 0)),
         )
 
 
@@ -201,6 +210,15 @@ STUDENTS: dict[str, StudentConfig] = {
         context=32,
         description="quality v4: runet-m3 plus a whole-frame context branch from the deepest level",
     ),
+    "runet-m5": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        lowcut=8,
+        frame_filter=4,
+        description="quality v5: runet-m3 plus four 9x9 luma filters weighted per frame (frame-level deblur)",
+    ),
     "runet-f4": StudentConfig(
         4,
         (16,),
@@ -235,7 +253,11 @@ def _with_rep(base: str, ratio: int = 4) -> StudentConfig:
     )
 
 
-STUDENTS |= {"runet-fhr": _with_rep("runet-fh"), "runet-m3r": _with_rep("runet-m3")}
+STUDENTS |= {
+    "runet-fhr": _with_rep("runet-fh"),
+    "runet-m3r": _with_rep("runet-m3"),
+    "runet-m5r": _with_rep("runet-m5"),
+}
 
 
 def get_config(name: str) -> StudentConfig:
@@ -479,6 +501,58 @@ class StrengthHead(nn.Module):
             self.max_scale.fill_(float(max_scale))
 
 
+class ZeroSumConv(nn.Conv2d):
+    """A bias-free conv whose kernels are made to sum to zero in ``forward``: every output is high-pass, so a flat
+    region gives exactly zero (reflect padding keeps that true at the frame's borders)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+        return self._conv_forward(x, weight, None)
+
+
+class FrameFilter(nn.Module):
+    """A full-resolution luma filter chosen per frame: ``sum_k w_k(frame) * (B_k * luma)``, added to R, G and B.
+
+    ``B_k`` are ``K`` learned 9x9 high-pass kernels (:class:`ZeroSumConv`, initialised as unsharp-mask bands at two
+    radii and as horizontal and vertical second differences); the weights ``w_k`` come from a small MLP on
+    statistics pooled over the whole frame: the level-0 and deepest features (as :meth:`StrengthHead.pooled`)
+    and the mean magnitude of each band. So one frame gets one filter, as the family filter of
+    ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but chosen from what the frame
+    shows. The MLP's last layer starts at zero, so a fresh branch is the identity. Cost: ``3 + 81 K`` MAC a pixel.
+    """
+
+    def __init__(self, features: int, deep_features: int, count: int, kernel: int = 9) -> None:
+        super().__init__()
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
+        self.basis = ZeroSumConv(1, count, kernel, padding=kernel // 2, padding_mode="reflect", bias=False)
+        stats = 3 * features + 3 * deep_features + count
+        self.hidden = nn.Linear(stats, 32)
+        self.weights = nn.Linear(32, count)
+        with torch.no_grad():
+            self.basis.weight.zero_()
+            centre = kernel // 2
+            for k in range(count):
+                if k < 2 or count < 4:  # isotropic bands at radius 0.7 and 1.4
+                    band = -gaussian_kernel(kernel, 0.7 * 2 ** min(k, 1))
+                else:  # second differences along x (k = 2) and y (k = 3)
+                    band = torch.zeros(kernel, kernel)
+                    line = band[centre] if k % 2 == 0 else band[:, centre]
+                    line[centre - 1 : centre + 2] = torch.tensor([-0.5, 0.0, -0.5])
+                band[centre, centre] += 1.0
+                self.basis.weight[k, 0] = band
+        nn.init.zeros_(self.weights.weight)
+        nn.init.zeros_(self.weights.bias)
+
+    def forward(self, x: torch.Tensor, level0: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, H, W)``: the frame's filter applied to its luma (broadcast over R, G and B by the caller)."""
+        bands = self.basis(F.conv2d(x, self.luma))
+        stats = torch.cat(
+            [StrengthHead.pooled(level0), StrengthHead.pooled(deep), bands.abs().mean(dim=(2, 3))], dim=1
+        )
+        weights = self.weights(F.relu(self.hidden(stats)))
+        return (bands * weights[:, :, None, None]).sum(dim=1, keepdim=True)
+
+
 def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
     """``residual`` minus its local mean: block averages, bilinearly up-sampled (AveragePool + Resize in ONNX).
 
@@ -540,6 +614,7 @@ class ResidualUNet(nn.Module):
         self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
         self.strength = StrengthHead(w[0]) if config.strength else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
+        self.frame_filter = FrameFilter(w[0], w[-1], config.frame_filter) if config.frame_filter else None
         tail_in = w[0] + (u * u if config.bands else 0)
         if self.bands is not None:  # the tail places the band channels at full resolution
             self.tail = BlockUp(tail_in, 3, u)
@@ -601,6 +676,9 @@ class ResidualUNet(nn.Module):
             if scale is not None:
                 out = out * scale
         out = remove_local_mean(out, self.config.lowcut) if self.config.lowcut else out
+        if self.frame_filter is not None:  # high-pass already: after the local mean removal
+            filtered = self.frame_filter(x, level0, deep)
+            out = out + (filtered if scale is None else filtered * scale)
         return out, level0, deep
 
     def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
@@ -627,12 +705,14 @@ def scale_residual(model: ResidualUNet, factor: float) -> ResidualUNet:
     """A copy of ``model`` whose output is ``x + factor * residual(x)``, at no extra cost per frame.
 
     The residual is linear in the tail's and the detail conv's weights and biases (the band gains and the local
-    mean removal come before or after them linearly), so scaling those four tensors scales it exactly.
+    mean removal come before or after them linearly), and a frame filter's output is linear in its last layer,
+    so scaling those tensors scales it exactly.
     """
     scaled = ResidualUNet(model.config)
     scaled.load_state_dict(model.state_dict())
+    frame_weights = scaled.frame_filter.weights if scaled.frame_filter is not None else None
     with torch.no_grad():
-        for layer in (scaled.tail, scaled.detail):
+        for layer in (scaled.tail, scaled.detail, frame_weights):
             if layer is not None:
                 layer.weight.mul_(factor)
                 layer.bias.mul_(factor)
@@ -794,18 +874,24 @@ def load_student(
 
 
 def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
-    """Copy ``init``'s weights into ``model``: the same student, or the same one without the context branch.
+    """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
-    A student that adds a whole-frame context branch to ``init``'s shape keeps the branch as built (its scale
-    starts at zero), so it begins as exactly ``init`` and learns the branch from there; so does an
-    over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at zero).
+    A student that adds a whole-frame context branch or a frame filter to ``init``'s shape keeps the branch as
+    built (its last layer starts at zero), so it begins as exactly ``init`` and learns the branch from there; so
+    does an over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at
+    zero), or both at once.
     """
-    same_without_context = dataclasses.replace(model.config, context=0) == init.config
-    plain_of_rep = model.config.rep and dataclasses.replace(model.config, rep=0) == init.config
-    if init.config != model.config and not (same_without_context or plain_of_rep):
+    plain = dataclasses.replace(model.config, rep=0)
+    grown = {
+        dataclasses.replace(cfg, **drop)
+        for cfg in (model.config, plain)
+        for drop in ({}, {"context": 0}, {"frame_filter": 0}, {"context": 0, "frame_filter": 0})
+    }
+    if init.config not in grown:
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
-            "(the same shape, that shape without its context branch, or its plain form); pass the matching model"
+            "(the same shape, that shape without its context branch or frame filter, or its plain form); "
+            "pass the matching model"
         )
     missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
     if unexpected or any(not _warm_start_extra(key) for key in missing):
@@ -813,5 +899,11 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
 
 
 def _warm_start_extra(key: str) -> bool:
-    """Whether a weight ``warm_start`` may leave as built: a context branch's, or a RepConv3x3's extra branches."""
-    return key.startswith("context.") or key.rsplit(".", 1)[-1] in ("point", "expand", "squeeze", "edges")
+    """Whether a weight ``warm_start`` may leave as built: a context branch's, a frame filter's, or a RepConv3x3's
+    extra branches."""
+    return key.startswith(("context.", "frame_filter.")) or key.rsplit(".", 1)[-1] in (
+        "point",
+        "expand",
+        "squeeze",
+        "edges",
+    )
