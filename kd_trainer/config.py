@@ -120,6 +120,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
     lr: float = 2e-3
+    frame_filter_lr: float = (
+        1.0  # the frame filter's learning rate as a multiple of lr (a branch grown from zero)
+    )
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0
@@ -213,6 +216,11 @@ class TrainConfig:
 
         if self.model not in STUDENTS:
             raise ConfigError(f"unknown model {self.model!r}; registered: {', '.join(STUDENTS)}")
+        if self.frame_filter_lr != 1.0 and not STUDENTS[self.model].frame_filter:
+            raise ConfigError(
+                f"frame_filter_lr={self.frame_filter_lr} needs a student with a frame filter (runet-m5, runet-f5, "
+                f"...), not {self.model}"
+            )
         from kd_trainer.data import DEGRADATIONS
 
         if self.degradations not in DEGRADATIONS:
@@ -237,6 +245,7 @@ class TrainConfig:
 #: (key, lowest, highest, hint): out-of-range values are refused before any work starts.
 _RANGES: tuple[tuple[str, float, float, str], ...] = (
     ("lr", 1e-8, 1.0, ""),
+    ("frame_filter_lr", 1e-3, 100.0, ""),
     ("weight_decay", 0.0, 1.0, ""),
     ("grad_clip", 1e-6, 1e6, " (a gradient-norm bound; <= 0 would zero or reverse the updates)"),
     ("alpha", 0.0, 1e3, ""),

@@ -87,6 +87,21 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups, each with its ``lr_scale`` (a multiple of ``cfg.lr``).
+
+    One group, unless ``frame_filter_lr`` != 1 (``TrainConfig.validate`` checks that the student has a frame
+    filter): then the frame filter, a branch that starts at zero (grown onto a trained student by ``init_from``),
+    learns at its own multiple of the learning rate.
+    """
+    named = list(model.named_parameters())
+    if cfg.frame_filter_lr == 1.0:
+        return [{"params": [p for _, p in named], "lr_scale": 1.0}]
+    branch = [p for name, p in named if name.startswith("frame_filter.")]
+    rest = [p for name, p in named if not name.startswith("frame_filter.")]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": branch, "lr_scale": cfg.frame_filter_lr}]
+
+
 def _default_dir(value: str, split: str) -> Path:
     return Path(value) if value else cache_dir() / "photos" / split
 
@@ -153,7 +168,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
         init, _ = load_student(init_checkpoint_path(cfg.init_from))
         warm_start(model, init, f"init_from={cfg.init_from}")
     model.to(device, memory_format=memory_format)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     global_batch = cfg.batch_size * ddp.world_size  # batch_size is per rank
     steps_per_epoch = max(1, cfg.samples_per_epoch // global_batch)
     total_steps = steps_per_epoch * cfg.epochs
@@ -194,6 +209,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             "extra_photos",
             "alpha",
             "beta",
+            "frame_filter_lr",  # its parameter groups are part of the optimiser state
         )
         defaults = TrainConfig()  # keys added later than a checkpoint count as their default
         for key in keys:
@@ -416,7 +432,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ddp: DistInfo, device
             for batch in loader:
                 t0 = time.perf_counter()
                 for g in optimizer.param_groups:
-                    g["lr"] = cfg.lr * lr_factor(state["step"], cfg.warmup_steps, total_steps)
+                    g["lr"] = (
+                        cfg.lr
+                        * g.get("lr_scale", 1.0)
+                        * lr_factor(state["step"], cfg.warmup_steps, total_steps)
+                    )
                 inp = batch["inp"].to(device, memory_format=memory_format)
                 gt = batch["gt"].to(device)
                 tch = batch["teacher"].to(device) if "teacher" in batch else None

@@ -310,3 +310,20 @@ def test_a_cpu_run_warns_when_its_threads_would_compete_with_busy_cores(photo_di
     err = capsys.readouterr().err
     assert "threads=2 will compete" in err and "threads=1 fits beside them" in err
     assert (tmp_path / "busy" / "student.pt").is_file()
+
+
+def test_a_frame_filter_learns_at_its_own_rate_and_resumes_only_at_it(photo_dirs, tmp_path, capsys) -> None:
+    """``frame_filter_lr`` gives the frame filter its own multiple of the learning rate, kept in last.pt's
+    optimiser state; a resume at another multiple and the option on a student without the branch are refused."""
+    args = ("model=runet-f5", "samples_per_epoch=16", "epochs=1", "beta=0", "frame_filter_lr=10")
+    assert train_main(_args(photo_dirs, tmp_path, "ff", *args)) == 0
+    groups = read_checkpoint(tmp_path / "ff" / "last.pt")["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"]) and groups[0]["lr"] > 0
+    best, _ = load_student(tmp_path / "ff" / "best.pt")
+    assert best.frame_filter.weights.weight.abs().max() > 0  # the branch left its zero start
+    resumed = (*args[:2], "epochs=2", "beta=0", "frame_filter_lr=5", "--resume")
+    assert train_main(_args(photo_dirs, tmp_path, "ff", *resumed)) == 2
+    assert "frame_filter_lr=5" in capsys.readouterr().err
+    assert train_main(_args(photo_dirs, tmp_path, "plain", *args[1:], "model=runet-p")) == 2
+    assert "needs a student with a frame filter" in capsys.readouterr().err

@@ -219,6 +219,15 @@ STUDENTS: dict[str, StudentConfig] = {
         frame_filter=4,
         description="quality v5: runet-m3 plus four 9x9 luma filters weighted per frame (frame-level deblur)",
     ),
+    "runet-f5": StudentConfig(
+        4,
+        (16,),
+        (1,),
+        bands=1,
+        half=True,
+        frame_filter=4,
+        description="fast v5: runet-fh plus four 9x9 luma filters weighted per frame (frame-level deblur)",
+    ),
     "runet-f4": StudentConfig(
         4,
         (16,),
