@@ -464,4 +464,25 @@ def test_frame_filter_config_scales_warm_starts_and_merges() -> None:
     with pytest.raises(CheckpointError, match="frame filter"):
         warm_start(build_student("runet-m5"), perturbed_student("runet-m2"))
     macs = count_macs(build_student("runet-m5")) - count_macs(build_student("runet-m3"))
-    assert macs == 1920 * 1080 * 4 * 81  # four 9x9 luma kernels a pixel (the 3-MAC luma mix is not a Conv2d)
+    # four bands as a 5x5 conv on 2x2 blocks: 4 * 25 * 4 MAC a pixel (the 3-MAC luma mix is not a Conv2d)
+    assert macs == 1920 * 1080 * 4 * 100
+
+
+@pytest.mark.parametrize("block", [2, 3, 4])
+def test_blocked_zero_sum_conv_is_the_direct_9x9_conv(block: int) -> None:
+    """The space-to-depth form computes the direct reflect-padded conv, sub-pixel (i, j) of each block in
+    channel ``o * block**2 + i * block + j``, from the same weights (so checkpoints do not change)."""
+    from kd_trainer.models.student import ZeroSumConv
+
+    direct, blocked = ZeroSumConv(3, 9), ZeroSumConv(3, 9, block)
+    with torch.no_grad():
+        direct.weight.normal_()
+        blocked.weight.copy_(direct.weight)
+    x = torch.rand(2, 1, 12 * block, 7 * block)
+    expected = direct(x)
+    got = blocked(x)
+    assert got.shape == (2, 3 * block * block, 12, 7)
+    for o in range(3):
+        placed = torch.nn.functional.pixel_shuffle(got[:, o * block * block : (o + 1) * block * block], block)
+        assert torch.allclose(placed[:, 0], expected[:, o], atol=1e-5)
+    assert direct(torch.full((1, 1, 24, 24), 0.7)).abs().max() < 1e-5  # zero-sum: flat input, zero output
