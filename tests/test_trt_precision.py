@@ -250,3 +250,25 @@ def test_refusals(student, fp16, tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
         make_precision_onnx(empty, tmp_path / "v.onnx", "fp16")
+
+
+@pytest.mark.parametrize(
+    "precision,floor", [("fp16", FP16_MIN_PSNR_VS_FP32), ("int8", INT8_MIN_PSNR_VS_FP32)]
+)
+def test_a_frame_filter_student_converts_and_stays_close(tmp_path, photos, precision, floor) -> None:
+    """The frame filter's pooled statistics, MLP and space-to-depth bands survive fp16 and int8 conversion."""
+    import torch
+
+    from kd_trainer.export import export_onnx
+    from tests.helpers import perturbed_student
+
+    model = perturbed_student("runet-f5")
+    with torch.no_grad():  # a frame filter that does something, per frame
+        torch.nn.init.normal_(model.frame_filter.weights.weight, std=0.3)
+    src = export_onnx(model, tmp_path / "ff.onnx", height=H, width=W, name="runet-f5").path
+    result = make_precision_onnx(src, tmp_path / f"ff.{precision}.onnx", precision)
+    assert result.metrics["psnr_vs_fp32_db"] >= floor
+    inputs, _ = photos
+    refs, outs = _outputs(src, inputs), _outputs(result.path, inputs)
+    assert _mean_psnr(refs, outs) >= floor
+    assert max(np.abs(r.astype(int) - f.astype(int)).max() for r, f in zip(refs, inputs, strict=True)) > 2
