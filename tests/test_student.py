@@ -464,8 +464,8 @@ def test_frame_filter_config_scales_warm_starts_and_merges() -> None:
     with pytest.raises(CheckpointError, match="frame filter"):
         warm_start(build_student("runet-m5"), perturbed_student("runet-m2"))
     macs = count_macs(build_student("runet-m5")) - count_macs(build_student("runet-m3"))
-    # four bands as a 5x5 conv on 2x2 blocks: 4 * 25 * 4 MAC a pixel (the 3-MAC luma mix is not a Conv2d)
-    assert macs == 1920 * 1080 * 4 * 100
+    # four bands as a 5x5 conv on 2x2 blocks (4 * 25 * 4 MAC a pixel), the luma mix (3) and the band sum (4 * 4)
+    assert macs == 1920 * 1080 * (4 * 100 + 3 + 16)
 
 
 @pytest.mark.parametrize("block", [2, 3, 4])

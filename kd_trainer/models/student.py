@@ -514,12 +514,11 @@ class ZeroSumConv(nn.Conv2d):
     """A bias-free 1-channel conv with reflect padding whose kernels are made to sum to zero: every output is
     high-pass, so a flat region gives exactly zero, at the frame's borders too.
 
-    With ``block`` > 1 it runs in space-to-depth form, the same map computed the way onnxruntime's CPU provider is
-    fast at: the input is reflect-padded and pixel-unshuffled into ``block**2`` channels, one small conv at
-    ``1/block`` resolution gives every output pixel of each block (its kernel is built from the ``k`` x ``k`` one by
-    a fixed placement, so weights and checkpoints are the same), and the result stays in that layout:
-    ``(N, out * block**2, H / block, W / block)``, output channel ``o * block**2 + i * block + j`` holding
-    sub-pixel ``(i, j)``. A direct 1 -> 4 channel 9x9 conv took ~50 ms of a 1080p frame on 2 CPU cores.
+    With ``block`` > 1 it runs in space-to-depth form, the same map at ``1/block`` resolution: one conv with stride
+    ``block`` on the reflect-padded input gives every output pixel of each block at once (its kernel is built from
+    the ``k`` x ``k`` one by a fixed placement, so weights and checkpoints are the same), and the result stays in
+    that layout: ``(N, out * block**2, H / block, W / block)``, output channel ``o * block**2 + i * block + j``
+    holding sub-pixel ``(i, j)``, ready for the students' pixel shuffle.
     """
 
     def __init__(self, out_channels: int, kernel: int, block: int = 1) -> None:
@@ -553,10 +552,12 @@ class ZeroSumConv(nn.Conv2d):
         weight = self.zero_sum_weight()
         if self.block == 1:
             return self._conv_forward(x, weight, None)
+        u, span = self.block, self.span
         blocked = torch.einsum("kt,oiyxt->koiyx", weight.flatten(1), self.placement).flatten(0, 1)
-        pad = self.blocks_out * self.block
-        unshuffled = F.pixel_unshuffle(F.pad(x, (pad, pad, pad, pad), mode="reflect"), self.block)
-        return F.conv2d(unshuffled, blocked)
+        # the conv on unshuffled blocks, written as one strided conv on the padded input (no SpaceToDepth)
+        strided = blocked.view(-1, u, u, span, span).permute(0, 3, 1, 4, 2).reshape(-1, 1, span * u, span * u)
+        pad = self.blocks_out * u
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), strided, stride=u)
 
 
 class FrameFilter(nn.Module):
@@ -569,7 +570,8 @@ class FrameFilter(nn.Module):
     ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but chosen from what the frame
     shows. The MLP's last layer starts at zero, so a fresh branch is the identity. The bands run in the student's
     space-to-depth layout (``block``, :class:`ZeroSumConv`): ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a
-    pixel, 100 K at block 2 and 144 K at block 4 (a direct 9x9 conv would be ``81 K``, but slower on CPUs).
+    pixel, 100 K at block 2 and 144 K at block 4 (a direct 9x9 conv would be ``81 K``), plus ``3 + K * block**2``
+    for the luma mix and the band sum.
     """
 
     def __init__(
@@ -578,6 +580,8 @@ class FrameFilter(nn.Module):
         super().__init__()
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
         self.basis = ZeroSumConv(count, kernel, block)
+        band_sum = torch.eye(block * block).repeat(1, count)  # sub-pixel s of every band -> output channel s
+        self.register_buffer("band_sum", band_sum[:, :, None, None], persistent=False)
         stats = 3 * features + 3 * deep_features + count
         self.hidden = nn.Linear(stats, 32)
         self.weights = nn.Linear(32, count)
@@ -599,17 +603,15 @@ class FrameFilter(nn.Module):
     def forward(self, x: torch.Tensor, level0: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)``: the frame's filter applied to its luma (broadcast over R, G and B by the caller)."""
         bands = self.basis(F.conv2d(x, self.luma))  # (N, K * block**2, H / block, W / block)
-        n, _, height, width = bands.shape
         sub = self.basis.block**2
-        per_band = bands.view(n, -1, sub, height, width)
-        stats = torch.cat(
-            [StrengthHead.pooled(level0), StrengthHead.pooled(deep), per_band.abs().mean(dim=(2, 3, 4))],
-            dim=1,
-        )
+        magnitude = bands.abs().mean(dim=(2, 3))
+        if sub > 1:
+            magnitude = magnitude.view(magnitude.shape[0], -1, sub).mean(dim=2)
+        stats = torch.cat([StrengthHead.pooled(level0), StrengthHead.pooled(deep), magnitude], dim=1)
         weights = self.weights(F.relu(self.hidden(stats)))
-        filtered = (per_band * weights[:, :, None, None, None]).sum(
-            dim=1
-        )  # (N, block**2, H / block, W / block)
+        # weigh each band's sub-pixel channels, then a fixed 1x1 conv sums the bands per sub-pixel (plain 4-D ops)
+        weighted = bands * weights.repeat_interleave(sub, dim=1)[:, :, None, None]
+        filtered = F.conv2d(weighted, self.band_sum)  # (N, block**2, H / block, W / block)
         return F.pixel_shuffle(filtered, self.basis.block) if sub > 1 else filtered
 
 
@@ -823,8 +825,12 @@ def count_macs(model: ResidualUNet, height: int = 1080, width: int = 1920) -> in
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal macs
+        if isinstance(module, FrameFilter):  # its own convs: the luma mix and the fixed band sum
+            bands = output.numel() * module.band_sum.shape[1]  # every band's sub-pixel, once per output pixel
+            macs += output.numel() * 3 + bands
+            return
         k = math.prod(module.kernel_size)
-        if isinstance(module, ZeroSumConv) and module.block > 1:  # runs as a span x span conv on blocks
+        if isinstance(module, ZeroSumConv) and module.block > 1:  # a strided conv: span * block taps a side
             macs += output.numel() * module.block**2 * module.span**2
         elif isinstance(module, nn.ConvTranspose2d):
             macs += inputs[0].numel() * module.out_channels // module.groups * k
@@ -835,7 +841,7 @@ def count_macs(model: ResidualUNet, height: int = 1080, width: int = 1920) -> in
     handles = [
         m.register_forward_hook(hook)
         for m in meta.modules()
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, FrameFilter))
     ]
     with torch.no_grad():
         meta(torch.empty(1, 3, height, width, device="meta"))
