@@ -602,7 +602,10 @@ class FrameFilter(nn.Module):
 
     def forward(self, x: torch.Tensor, level0: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)``: the frame's filter applied to its luma (broadcast over R, G and B by the caller)."""
-        bands = self.basis(F.conv2d(x, self.luma))  # (N, K * block**2, H / block, W / block)
+        luma = (x * self.luma).sum(
+            dim=1, keepdim=True
+        )  # not a 3 -> 1 conv, whose output onnxruntime pads to 16
+        bands = self.basis(luma)  # (N, K * block**2, H / block, W / block)
         sub = self.basis.block**2
         magnitude = bands.abs().mean(dim=(2, 3))
         if sub > 1:
