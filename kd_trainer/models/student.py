@@ -602,14 +602,11 @@ class FrameFilter(nn.Module):
 
     def forward(self, x: torch.Tensor, level0: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)``: the frame's filter applied to its luma (broadcast over R, G and B by the caller)."""
-        luma = (x * self.luma).sum(
-            dim=1, keepdim=True
-        )  # not a 3 -> 1 conv, whose output onnxruntime pads to 16
+        # luma as Mul + ReduceSum, not a 3 -> 1 conv, whose output onnxruntime pads to 16 channels
+        luma = (x * self.luma).sum(dim=1, keepdim=True)
         bands = self.basis(luma)  # (N, K * block**2, H / block, W / block)
         sub = self.basis.block**2
-        magnitude = bands.abs().mean(dim=(2, 3))
-        if sub > 1:
-            magnitude = magnitude.view(magnitude.shape[0], -1, sub).mean(dim=2)
+        magnitude = bands.abs().mean(dim=(2, 3)).view(bands.shape[0], -1, sub).mean(dim=2)  # per band
         stats = torch.cat([StrengthHead.pooled(level0), StrengthHead.pooled(deep), magnitude], dim=1)
         weights = self.weights(F.relu(self.hidden(stats)))
         # weigh each band's sub-pixel channels, then a fixed 1x1 conv sums the bands per sub-pixel (plain 4-D ops)
