@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+if TYPE_CHECKING:
+    from kd_trainer.models.student import StudentConfig
 
-def perturbed_student(name: str = "runet-n", seed: int = 0):
-    """A registry student whose zero-initialised tail is randomised, so it is not the identity."""
+
+def perturbed_student(name: str | StudentConfig = "runet-n", seed: int = 0):
+    """A registry student (or one built from a config) whose zero-initialised tail is randomised, so it is not the identity."""
     from kd_trainer.models.student import build_student
 
     torch.manual_seed(seed)

@@ -119,10 +119,11 @@ def test_strength_head_student_exports_with_dynamic_size_and_matches_torch(tmp_p
     assert _host_pixel_shuffle(graph) is not None
 
 
-def test_frame_filter_student_exports_with_dynamic_size_and_matches_torch(tmp_path) -> None:
-    model = perturbed_student("runet-m5")
+@pytest.mark.parametrize("name", ["runet-m5", "runet-m6"])
+def test_frame_filter_student_exports_with_dynamic_size_and_matches_torch(tmp_path, name: str) -> None:
+    model = perturbed_student(name)
     with torch.no_grad():  # a non-trivial per-frame filter
         torch.nn.init.normal_(model.frame_filter.weights.weight, std=0.5)
         model.frame_filter.weights.bias.fill_(0.1)
-    result = export_onnx(model, tmp_path / "ff.onnx", height=64, width=96, dynamic=True, name="runet-m5")
+    result = export_onnx(model, tmp_path / "ff.onnx", height=64, width=96, dynamic=True, name=name)
     _assert_matches_torch_at_sizes(model, result.path, ((64, 96), (120, 200)))  # pooled stats follow the size

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -417,11 +419,12 @@ def _with_frame_filter_on(model):
     return model
 
 
-def test_frame_filter_starts_as_identity_is_high_pass_and_follows_the_whole_frame() -> None:
+@pytest.mark.parametrize("name", ["runet-m5", "runet-m6"])
+def test_frame_filter_starts_as_identity_is_high_pass_and_follows_the_whole_frame(name: str) -> None:
     from kd_trainer.models.student import warm_start
 
     base = perturbed_student("runet-m3")
-    model = build_student("runet-m5").eval()
+    model = build_student(name).eval()
     warm_start(model, base)  # grown onto a runet-m3: exactly that student until the branch learns
     x = torch.rand(2, 3, 48, 64)
     with torch.no_grad():
@@ -463,9 +466,45 @@ def test_frame_filter_config_scales_warm_starts_and_merges() -> None:
         assert torch.allclose(merged(x), full, atol=1e-6)
     with pytest.raises(CheckpointError, match="frame filter"):
         warm_start(build_student("runet-m5"), perturbed_student("runet-m2"))
+    m6 = build_student("runet-m6").config
+    assert StudentConfig.from_dict(m6.to_dict()) == m6 and m6.to_dict()["frame_filter_log"] is True
+    assert "frame_filter_log" not in cfg.to_dict()  # runet-m5 checkpoints unchanged
+    with pytest.raises(ValueError, match="frame_filter_log needs a frame filter"):
+        StudentConfig(2, (16,), (1,), frame_filter_log=True)
+    with pytest.raises(ValueError, match="frame_filter_log must be true or false"):
+        StudentConfig.from_dict(m6.to_dict() | {"frame_filter_log": "yes"})
     macs = count_macs(build_student("runet-m5")) - count_macs(build_student("runet-m3"))
     # four bands as a 5x5 conv on 2x2 blocks (4 * 25 * 4 MAC a pixel), the luma mix (3) and the band sum (4 * 4)
     assert macs == 1920 * 1080 * (4 * 100 + 3 + 16)
+
+
+def test_log_band_statistics_tell_sparse_halos_from_dense_noise_at_any_contrast() -> None:
+    """The log statistics: log mean magnitude per band, then log(rms / mean magnitude), which does not change
+    with the frame's contrast, is about 0 on a flat frame, and is larger for sparse detail (an edge's halo) than for
+    dense noise of the same mean magnitude."""
+    model = build_student("runet-m6").eval()
+    ff = model.frame_filter
+    rng = torch.Generator().manual_seed(0)
+    noise = 0.5 + 0.05 * torch.randn(1, 3, 64, 64, generator=rng)
+    edges = torch.full((1, 3, 64, 64), 0.3)
+    edges[..., ::16, :] = 0.9  # a grid of thin lines: sparse responses in every band
+    edges[..., :, ::16] = 0.9
+
+    def stats(x: torch.Tensor) -> torch.Tensor:
+        luma = (x * ff.luma).sum(dim=1, keepdim=True)
+        bands = ff.basis(luma)
+        sub = ff.basis.block**2
+        magnitude = bands.abs().mean(dim=(2, 3)).view(1, -1, sub).mean(dim=2)
+        return ff.log_band_stats(bands, magnitude)[0]
+
+    with torch.no_grad():
+        k = ff.basis.weight.shape[0]
+        assert torch.allclose(stats(torch.full((1, 3, 64, 64), 0.4))[k:], torch.zeros(k), atol=1e-2)
+        low = stats(0.5 + 0.25 * (edges - 0.5))
+        high = stats(edges)
+        assert torch.allclose(high[k:], low[k:], atol=1e-2)  # contrast-free (up to the floor)
+        assert torch.allclose(high[:k] - low[:k], torch.full((k,), math.log(4.0)), atol=1e-2)
+        assert (high[k:] > stats(noise)[k:] + 0.3).all()  # sparse lines vs dense noise
 
 
 @pytest.mark.parametrize("block", [2, 3, 4])

@@ -253,16 +253,27 @@ def test_refusals(student, fp16, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "precision,floor", [("fp16", FP16_MIN_PSNR_VS_FP32), ("int8", INT8_MIN_PSNR_VS_FP32)]
+    "precision,floor,log_stats",
+    [
+        ("fp16", FP16_MIN_PSNR_VS_FP32, False),
+        ("int8", INT8_MIN_PSNR_VS_FP32, False),
+        ("fp16", FP16_MIN_PSNR_VS_FP32, True),
+    ],
 )
-def test_a_frame_filter_student_converts_and_stays_close(tmp_path, photos, precision, floor) -> None:
-    """The frame filter's pooled statistics, MLP and space-to-depth bands survive fp16 and int8 conversion."""
+def test_a_frame_filter_student_converts_and_stays_close(
+    tmp_path, photos, precision, floor, log_stats
+) -> None:
+    """The frame filter's pooled statistics (log ones too: squared bands would underflow in fp16), MLP and
+    space-to-depth bands survive fp16 and int8 conversion."""
+    import dataclasses
+
     import torch
 
     from kd_trainer.export import export_onnx
+    from kd_trainer.models.student import get_config
     from tests.helpers import perturbed_student
 
-    model = perturbed_student("runet-f5")
+    model = perturbed_student(dataclasses.replace(get_config("runet-f5"), frame_filter_log=log_stats))
     with torch.no_grad():  # a frame filter that does something, per frame
         torch.nn.init.normal_(model.frame_filter.weights.weight, std=0.3)
     src = export_onnx(model, tmp_path / "ff.onnx", height=H, width=W, name="runet-f5").path

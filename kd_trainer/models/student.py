@@ -57,6 +57,7 @@ class StudentConfig:
     frame_filter: int = (
         0  # learned full-resolution luma filters weighted per frame (0 = none): see FrameFilter
     )
+    frame_filter_log: bool = False  # the frame filter's weights read log band statistics (see FrameFilter)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class StudentConfig:
             raise ValueError(f"rep must be in 0..{MAX_REP}, got {self.rep}")
         if not 0 <= self.frame_filter <= 8:
             raise ValueError(f"frame_filter must be in 0..8, got {self.frame_filter}")
+        if self.frame_filter_log and not self.frame_filter:
+            raise ValueError("frame_filter_log needs a frame filter (frame_filter > 0)")
 
     @property
     def multiple(self) -> int:
@@ -111,6 +114,7 @@ class StudentConfig:
             | ({"strength": True} if self.strength else {})
             | ({"rep": self.rep} if self.rep else {})
             | ({"frame_filter": self.frame_filter} if self.frame_filter else {})
+            | ({"frame_filter_log": True} if self.frame_filter_log else {})
         )
 
     @classmethod
@@ -128,6 +132,7 @@ class StudentConfig:
             "strength",
             "rep",
             "frame_filter",
+            "frame_filter_log",
             "description",
         }
         if unknown:
@@ -145,6 +150,7 @@ class StudentConfig:
             strength=_flag(data.get("strength", False), "strength"),
             rep=int(data.get("rep", 0)),
             frame_filter=int(data.get("frame_filter", 0)),
+            frame_filter_log=_flag(data.get("frame_filter_log", False), "frame_filter_log"),
         )
 
 
@@ -219,6 +225,16 @@ STUDENTS: dict[str, StudentConfig] = {
         frame_filter=4,
         description="quality v5: runet-m3 plus four 9x9 luma filters weighted per frame (frame-level deblur)",
     ),
+    "runet-m6": StudentConfig(
+        2,
+        (16, 48, 96),
+        (1, 2, 2),
+        bands=2,
+        lowcut=8,
+        frame_filter=4,
+        frame_filter_log=True,
+        description="quality v6: runet-m5 whose frame filter reads log band statistics (soft vs halos)",
+    ),
     "runet-f5": StudentConfig(
         4,
         (16,),
@@ -266,6 +282,7 @@ STUDENTS |= {
     "runet-fhr": _with_rep("runet-fh"),
     "runet-m3r": _with_rep("runet-m3"),
     "runet-m5r": _with_rep("runet-m5"),
+    "runet-m6r": _with_rep("runet-m6"),
 }
 
 
@@ -353,6 +370,7 @@ class HalfResBlock(nn.Module):
 
 #: BT.709 luma weights: the bands sharpen brightness only, so colours never fringe.
 LUMA = (0.2126, 0.7152, 0.0722)
+LOG_FLOOR = 1e-5  # band magnitudes below this read as a flat frame in the frame filter's log statistics
 
 
 def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
@@ -566,7 +584,9 @@ class FrameFilter(nn.Module):
     ``B_k`` are ``K`` learned 9x9 high-pass kernels (:class:`ZeroSumConv`, initialised as unsharp-mask bands at two
     radii and as horizontal and vertical second differences); the weights ``w_k`` come from a small MLP on
     statistics pooled over the whole frame: the level-0 and deepest features (as :meth:`StrengthHead.pooled`)
-    and the mean magnitude of each band. So one frame gets one filter, as the family filter of
+    and the mean magnitude of each band (with ``log_stats``: the log of that magnitude and the log of each band's
+    root-mean-square over it, which is large where the band is sparse, as at a camera's halos, and small for
+    noise: a contrast-free way to tell a soft frame from an over-sharpened one). So one frame gets one filter, as the family filter of
     ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but chosen from what the frame
     shows. The MLP's last layer starts at zero, so a fresh branch is the identity. The bands run in the student's
     space-to-depth layout (``block``, :class:`ZeroSumConv`): ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a
@@ -575,14 +595,21 @@ class FrameFilter(nn.Module):
     """
 
     def __init__(
-        self, features: int, deep_features: int, count: int, kernel: int = 9, block: int = 1
+        self,
+        features: int,
+        deep_features: int,
+        count: int,
+        kernel: int = 9,
+        block: int = 1,
+        log_stats: bool = False,
     ) -> None:
         super().__init__()
+        self.log_stats = log_stats
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
         self.basis = ZeroSumConv(count, kernel, block)
         band_sum = torch.eye(block * block).repeat(1, count)  # sub-pixel s of every band -> output channel s
         self.register_buffer("band_sum", band_sum[:, :, None, None], persistent=False)
-        stats = 3 * features + 3 * deep_features + count
+        stats = 3 * features + 3 * deep_features + count * (2 if log_stats else 1)
         self.hidden = nn.Linear(stats, 32)
         self.weights = nn.Linear(32, count)
         with torch.no_grad():
@@ -607,12 +634,23 @@ class FrameFilter(nn.Module):
         bands = self.basis(luma)  # (N, K * block**2, H / block, W / block)
         sub = self.basis.block**2
         magnitude = bands.abs().mean(dim=(2, 3)).view(bands.shape[0], -1, sub).mean(dim=2)  # per band
-        stats = torch.cat([StrengthHead.pooled(level0), StrengthHead.pooled(deep), magnitude], dim=1)
+        band_stats = self.log_band_stats(bands, magnitude) if self.log_stats else magnitude
+        stats = torch.cat([StrengthHead.pooled(level0), StrengthHead.pooled(deep), band_stats], dim=1)
         weights = self.weights(F.relu(self.hidden(stats)))
         # weigh each band's sub-pixel channels, then a fixed 1x1 conv sums the bands per sub-pixel (plain 4-D ops)
         weighted = bands * weights.repeat_interleave(sub, dim=1)[:, :, None, None]
         filtered = F.conv2d(weighted, self.band_sum)  # (N, block**2, H / block, W / block)
         return F.pixel_shuffle(filtered, self.basis.block) if sub > 1 else filtered
+
+    def log_band_stats(self, bands: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+        """``(N, 2K)``: log mean magnitude of each band, then log(rms / mean magnitude) (0 on a flat frame).
+
+        Pow and Log stay fp32 in the fp16 graph (``trt_engine.precision``), where squared bands would underflow.
+        """
+        sub = self.basis.block**2
+        energy = bands.pow(2).mean(dim=(2, 3)).view(bands.shape[0], -1, sub).mean(dim=2)
+        log_magnitude = torch.log(magnitude + LOG_FLOOR)
+        return torch.cat([log_magnitude, 0.5 * torch.log(energy + LOG_FLOOR**2) - log_magnitude], dim=1)
 
 
 def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
@@ -677,7 +715,9 @@ class ResidualUNet(nn.Module):
         self.strength = StrengthHead(w[0]) if config.strength else None
         self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
         self.frame_filter = (
-            FrameFilter(w[0], w[-1], config.frame_filter, block=u) if config.frame_filter else None
+            FrameFilter(w[0], w[-1], config.frame_filter, block=u, log_stats=config.frame_filter_log)
+            if config.frame_filter
+            else None
         )
         tail_in = w[0] + (u * u if config.bands else 0)
         if self.bands is not None:  # the tail places the band channels at full resolution
@@ -955,7 +995,12 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
     grown = {
         dataclasses.replace(cfg, **drop)
         for cfg in (model.config, plain)
-        for drop in ({}, {"context": 0}, {"frame_filter": 0}, {"context": 0, "frame_filter": 0})
+        for drop in (
+            {},
+            {"context": 0},
+            {"frame_filter": 0, "frame_filter_log": False},
+            {"context": 0, "frame_filter": 0, "frame_filter_log": False},
+        )
     }
     if init.config not in grown:
         raise CheckpointError(
