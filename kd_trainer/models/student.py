@@ -225,16 +225,6 @@ STUDENTS: dict[str, StudentConfig] = {
         frame_filter=4,
         description="quality v5: runet-m3 plus four 9x9 luma filters weighted per frame (frame-level deblur)",
     ),
-    "runet-m6": StudentConfig(
-        2,
-        (16, 48, 96),
-        (1, 2, 2),
-        bands=2,
-        lowcut=8,
-        frame_filter=4,
-        frame_filter_log=True,
-        description="quality v6: runet-m5 whose frame filter reads log band statistics (soft vs halos)",
-    ),
     "runet-f5": StudentConfig(
         4,
         (16,),
@@ -278,6 +268,11 @@ def _with_rep(base: str, ratio: int = 4) -> StudentConfig:
     )
 
 
+STUDENTS["runet-m6"] = dataclasses.replace(
+    STUDENTS["runet-m5"],
+    frame_filter_log=True,
+    description="quality v6: runet-m5 whose frame filter reads log band statistics (soft vs halos)",
+)
 STUDENTS |= {
     "runet-fhr": _with_rep("runet-fh"),
     "runet-m3r": _with_rep("runet-m3"),
