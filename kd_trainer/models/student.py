@@ -581,9 +581,9 @@ class FrameFilter(nn.Module):
     statistics pooled over the whole frame: the level-0 and deepest features (as :meth:`StrengthHead.pooled`)
     and the mean magnitude of each band (with ``log_stats``: the log of that magnitude and the log of each band's
     root-mean-square over it, which is large where the band is sparse, as at a camera's halos, and small for
-    noise: a contrast-free way to tell a soft frame from an over-sharpened one). So one frame gets one filter, as the family filter of
-    ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but chosen from what the frame
-    shows. The MLP's last layer starts at zero, so a fresh branch is the identity. The bands run in the student's
+    noise: a contrast-free way to tell a soft frame from an over-sharpened one). So one frame gets one filter,
+    as the family filter of ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but
+    chosen from what the frame shows. The MLP's last layer starts at zero, so a fresh branch is the identity. The bands run in the student's
     space-to-depth layout (``block``, :class:`ZeroSumConv`): ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a
     pixel, 100 K at block 2 and 144 K at block 4 (a direct 9x9 conv would be ``81 K``), plus ``3 + K * block**2``
     for the luma mix and the band sum.
@@ -638,7 +638,7 @@ class FrameFilter(nn.Module):
         return F.pixel_shuffle(filtered, self.basis.block) if sub > 1 else filtered
 
     def log_band_stats(self, bands: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
-        """``(N, 2K)``: log mean magnitude of each band, then log(rms / mean magnitude) (0 on a flat frame).
+        """``(N, 2K)``: log mean magnitude of each band, then log(rms / mean magnitude) (about 0 on a flat frame).
 
         Pow and Log stay fp32 in the fp16 graph (``trt_engine.precision``), where squared bands would underflow.
         """
