@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def perturbed_student(name: str | StudentConfig = "runet-n", seed: int = 0):
-    """A registry student (or one built from a config) whose zero-initialised tail is randomised, so it is not the identity."""
+    """A registry student (or one built from a config) whose zero-initialised tail is randomised, so it is not
+    the identity."""
     from kd_trainer.models.student import build_student
 
     torch.manual_seed(seed)

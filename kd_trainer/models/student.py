@@ -583,7 +583,8 @@ class FrameFilter(nn.Module):
     root-mean-square over it, which is large where the band is sparse, as at a camera's halos, and small for
     noise: a contrast-free way to tell a soft frame from an over-sharpened one). So one frame gets one filter,
     as the family filter of ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but
-    chosen from what the frame shows. The MLP's last layer starts at zero, so a fresh branch is the identity. The bands run in the student's
+    chosen from what the frame shows. The MLP's last layer starts at zero, so a fresh branch is the identity.
+    The bands run in the student's
     space-to-depth layout (``block``, :class:`ZeroSumConv`): ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a
     pixel, 100 K at block 2 and 144 K at block 4 (a direct 9x9 conv would be ``81 K``), plus ``3 + K * block**2``
     for the luma mix and the band sum.
@@ -624,28 +625,39 @@ class FrameFilter(nn.Module):
 
     def forward(self, x: torch.Tensor, level0: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)``: the frame's filter applied to its luma (broadcast over R, G and B by the caller)."""
-        # luma as Mul + ReduceSum, not a 3 -> 1 conv, whose output onnxruntime pads to 16 channels
-        luma = (x * self.luma).sum(dim=1, keepdim=True)
-        bands = self.basis(luma)  # (N, K * block**2, H / block, W / block)
+        bands = self.bands_of(x)
         sub = self.basis.block**2
-        magnitude = bands.abs().mean(dim=(2, 3)).view(bands.shape[0], -1, sub).mean(dim=2)  # per band
-        band_stats = self.log_band_stats(bands, magnitude) if self.log_stats else magnitude
-        stats = torch.cat([StrengthHead.pooled(level0), StrengthHead.pooled(deep), band_stats], dim=1)
+        stats = torch.cat(
+            [StrengthHead.pooled(level0), StrengthHead.pooled(deep), self.band_stats(bands)], dim=1
+        )
         weights = self.weights(F.relu(self.hidden(stats)))
         # weigh each band's sub-pixel channels, then a fixed 1x1 conv sums the bands per sub-pixel (plain 4-D ops)
         weighted = bands * weights.repeat_interleave(sub, dim=1)[:, :, None, None]
         filtered = F.conv2d(weighted, self.band_sum)  # (N, block**2, H / block, W / block)
         return F.pixel_shuffle(filtered, self.basis.block) if sub > 1 else filtered
 
-    def log_band_stats(self, bands: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
-        """``(N, 2K)``: log mean magnitude of each band, then log(rms / mean magnitude) (about 0 on a flat frame).
+    def bands_of(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, K * block**2, H / block, W / block)``: every band of the frame's luma, in the blocked layout."""
+        # luma as Mul + ReduceSum, not a 3 -> 1 conv, whose output onnxruntime pads to 16 channels
+        return self.basis((x * self.luma).sum(dim=1, keepdim=True))
+
+    def band_stats(self, bands: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads of the bands: ``(N, K)`` mean magnitudes, or with ``log_stats`` ``(N, 2K)``: log mean
+        magnitude of each band, then log(rms / mean magnitude) (about 0 on a flat frame).
 
         Pow and Log stay fp32 in the fp16 graph (``trt_engine.precision``), where squared bands would underflow.
         """
-        sub = self.basis.block**2
-        energy = bands.pow(2).mean(dim=(2, 3)).view(bands.shape[0], -1, sub).mean(dim=2)
+        magnitude = self._per_band_mean(bands.abs())
+        if not self.log_stats:
+            return magnitude
         log_magnitude = torch.log(magnitude + LOG_FLOOR)
+        energy = self._per_band_mean(bands.pow(2))
         return torch.cat([log_magnitude, 0.5 * torch.log(energy + LOG_FLOOR**2) - log_magnitude], dim=1)
+
+    def _per_band_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """``(N, K)``: the mean of ``values`` (shaped like the bands) over each band's pixels and sub-pixels."""
+        sub = self.basis.block**2
+        return values.mean(dim=(2, 3)).view(values.shape[0], -1, sub).mean(dim=2)
 
 
 def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
