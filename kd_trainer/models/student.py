@@ -990,6 +990,23 @@ def load_student(
     return model, ckpt
 
 
+def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
+    """Whether a student ``init`` can warm start ``config``: the same shape, that shape without its context branch
+    or frame filter, or the plain form (``rep=0``) of either."""
+    plain = dataclasses.replace(config, rep=0)
+    grown = {
+        dataclasses.replace(cfg, **drop)
+        for cfg in (config, plain)
+        for drop in (
+            {},
+            {"context": 0},
+            {"frame_filter": 0, "frame_filter_log": False},
+            {"context": 0, "frame_filter": 0, "frame_filter_log": False},
+        )
+    }
+    return init in grown
+
+
 def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
     """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
@@ -998,18 +1015,7 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
     does an over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at
     zero), or both at once.
     """
-    plain = dataclasses.replace(model.config, rep=0)
-    grown = {
-        dataclasses.replace(cfg, **drop)
-        for cfg in (model.config, plain)
-        for drop in (
-            {},
-            {"context": 0},
-            {"frame_filter": 0, "frame_filter_log": False},
-            {"context": 0, "frame_filter": 0, "frame_filter_log": False},
-        )
-    }
-    if init.config not in grown:
+    if not warm_start_fits(model.config, init.config):
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
             "(the same shape, that shape without its context branch or frame filter, or its plain form); "
