@@ -478,6 +478,40 @@ def test_frame_filter_config_scales_warm_starts_and_merges() -> None:
     assert macs == 1920 * 1080 * (4 * 100 + 3 + 16)
 
 
+def test_band_frame_gain_starts_as_identity_and_follows_each_whole_frame() -> None:
+    """``runet-fg`` grown onto a ``runet-fh`` is exactly that student; with its per-frame gain on, a change in one
+    corner of a frame moves the output in the opposite corner (beyond the local receptive field) and nothing in
+    another frame of the batch."""
+    from kd_trainer.models.student import warm_start
+
+    base = perturbed_student("runet-fh")
+    model = build_student("runet-fg").eval()
+    warm_start(model, base)
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x))
+        torch.nn.init.normal_(model.bands.frame.weights.weight, std=0.5)
+        model.bands.frame.weights.bias.fill_(0.2)
+        y = model(x)
+        assert (y - base(x)).abs().max() > 1e-3
+        x2 = x.clone()
+        x2[0, :, -8:, -8:] = 1.0
+        assert not torch.allclose(model(x2)[0, :, :4, :4], y[0, :, :4, :4], atol=1e-6)
+        assert torch.allclose(model(x2)[1], y[1], atol=1e-6)
+        stats = model.bands.frame.hidden.in_features
+        assert stats == 3 * 16 + 2 * 1  # pooled features and the one band's two log statistics
+    cfg = model.config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["band_frame_gain"] is True
+    assert "band_frame_gain" not in base.config.to_dict()  # runet-fh checkpoints unchanged
+    with pytest.raises(ValueError, match="band_frame_gain needs gain-steered bands"):
+        StudentConfig(2, (16,), (1,), band_frame_gain=True)
+    with pytest.raises(ValueError, match="band_frame_gain must be true or false"):
+        StudentConfig.from_dict(cfg.to_dict() | {"band_frame_gain": 1})
+    with pytest.raises(CheckpointError, match="band frame gain"):
+        warm_start(build_student("runet-fg"), perturbed_student("runet-f4"))
+    assert count_macs(build_student("runet-fg")) == count_macs(base)  # no conv added: pooling and a tiny MLP
+
+
 def test_log_band_statistics_tell_sparse_halos_from_dense_noise_at_any_contrast() -> None:
     """The log statistics: log mean magnitude per band, then log(rms / mean magnitude), which does not change
     with the frame's contrast, is about 0 on a flat frame, and is larger for sparse detail (an edge's halo) than for

@@ -253,18 +253,21 @@ def test_refusals(student, fp16, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "precision,floor,log_stats",
+    "name,precision,floor",
     [
-        ("fp16", FP16_MIN_PSNR_VS_FP32, False),
-        ("int8", INT8_MIN_PSNR_VS_FP32, False),
-        ("fp16", FP16_MIN_PSNR_VS_FP32, True),
+        ("runet-f5", "fp16", FP16_MIN_PSNR_VS_FP32),
+        ("runet-f5", "int8", INT8_MIN_PSNR_VS_FP32),
+        ("runet-f5-log", "fp16", FP16_MIN_PSNR_VS_FP32),
+        ("runet-fg", "fp16", FP16_MIN_PSNR_VS_FP32),
+        ("runet-fg", "int8", INT8_MIN_PSNR_VS_FP32),
     ],
 )
-def test_a_frame_filter_student_converts_and_stays_close(
-    tmp_path, photos, precision, floor, log_stats
+def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
+    tmp_path, photos, name, precision, floor
 ) -> None:
-    """The frame filter's pooled statistics (log ones too: squared bands would underflow in fp16), MLP and
-    space-to-depth bands survive fp16 and int8 conversion."""
+    """Per-frame branches survive fp16 and int8 conversion: the frame filter's pooled statistics (log ones too:
+    squared bands would underflow in fp16), MLP and space-to-depth bands (``runet-f5``), and the band gains' frame
+    term (``runet-fg``)."""
     import dataclasses
 
     import torch
@@ -273,10 +276,14 @@ def test_a_frame_filter_student_converts_and_stays_close(
     from kd_trainer.models.student import get_config
     from tests.helpers import perturbed_student
 
-    model = perturbed_student(dataclasses.replace(get_config("runet-f5"), frame_filter_log=log_stats))
-    with torch.no_grad():  # a frame filter that does something, per frame
-        torch.nn.init.normal_(model.frame_filter.weights.weight, std=0.3)
-    src = export_onnx(model, tmp_path / "ff.onnx", height=H, width=W, name="runet-f5").path
+    if name == "runet-f5-log":
+        model = perturbed_student(dataclasses.replace(get_config("runet-f5"), frame_filter_log=True))
+    else:
+        model = perturbed_student(name)
+    head = model.frame_filter if model.frame_filter is not None else model.bands.frame
+    with torch.no_grad():  # a branch that does something, per frame
+        torch.nn.init.normal_(head.weights.weight, std=0.3)
+    src = export_onnx(model, tmp_path / "ff.onnx", height=H, width=W, name=name.removesuffix("-log")).path
     result = make_precision_onnx(src, tmp_path / f"ff.{precision}.onnx", precision)
     assert result.metrics["psnr_vs_fp32_db"] >= floor
     inputs, _ = photos

@@ -58,6 +58,9 @@ class StudentConfig:
         0  # learned full-resolution luma filters weighted per frame (0 = none): see FrameFilter
     )
     frame_filter_log: bool = False  # the frame filter's weights read log band statistics (see FrameFilter)
+    band_frame_gain: bool = (
+        False  # the band gains get a per-frame term from whole-frame statistics (see GainBands)
+    )
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,8 @@ class StudentConfig:
             raise ValueError(f"frame_filter must be in 0..8, got {self.frame_filter}")
         if self.frame_filter_log and not self.frame_filter:
             raise ValueError("frame_filter_log needs a frame filter (frame_filter > 0)")
+        if self.band_frame_gain and not self.bands:
+            raise ValueError("band_frame_gain needs gain-steered bands (bands > 0)")
 
     @property
     def multiple(self) -> int:
@@ -115,6 +120,7 @@ class StudentConfig:
             | ({"rep": self.rep} if self.rep else {})
             | ({"frame_filter": self.frame_filter} if self.frame_filter else {})
             | ({"frame_filter_log": True} if self.frame_filter_log else {})
+            | ({"band_frame_gain": True} if self.band_frame_gain else {})
         )
 
     @classmethod
@@ -133,6 +139,7 @@ class StudentConfig:
             "rep",
             "frame_filter",
             "frame_filter_log",
+            "band_frame_gain",
             "description",
         }
         if unknown:
@@ -151,6 +158,7 @@ class StudentConfig:
             rep=int(data.get("rep", 0)),
             frame_filter=int(data.get("frame_filter", 0)),
             frame_filter_log=_flag(data.get("frame_filter_log", False), "frame_filter_log"),
+            band_frame_gain=_flag(data.get("band_frame_gain", False), "band_frame_gain"),
         )
 
 
@@ -273,8 +281,14 @@ STUDENTS["runet-m6"] = dataclasses.replace(
     frame_filter_log=True,
     description="quality v6: runet-m5 whose frame filter reads log band statistics (soft vs halos)",
 )
+STUDENTS["runet-fg"] = dataclasses.replace(
+    STUDENTS["runet-fh"],
+    band_frame_gain=True,
+    description="fast v6: runet-fh whose band gains get a per-frame term from whole-frame statistics",
+)
 STUDENTS |= {
     "runet-fhr": _with_rep("runet-fh"),
+    "runet-fgr": _with_rep("runet-fg"),
     "runet-m3r": _with_rep("runet-m3"),
     "runet-m5r": _with_rep("runet-m5"),
     "runet-m6r": _with_rep("runet-m6"),
@@ -392,6 +406,39 @@ def bilinear_spread(scale: int) -> torch.Tensor:
     return torch.einsum("ia,jb->ijab", w1, w1).reshape(scale * scale, 1, 3, 3)
 
 
+class FrameMLP(nn.Module):
+    """Per-frame values from pooled statistics: ``Linear -> ReLU -> Linear``, the last layer zero at start (so
+    a fresh branch adds nothing)."""
+
+    def __init__(self, stats: int, outputs: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(stats, hidden)
+        self.weights = nn.Linear(hidden, outputs)
+        nn.init.zeros_(self.weights.weight)
+        nn.init.zeros_(self.weights.bias)
+
+    def forward(self, stats: torch.Tensor) -> torch.Tensor:
+        """``(N, outputs)`` from ``(N, stats)``."""
+        return self.weights(F.relu(self.hidden(stats)))
+
+
+def per_band_mean(values: torch.Tensor, sub: int) -> torch.Tensor:
+    """``(N, K)``: the mean of ``values`` (``(N, K * sub, h, w)``, bands in the blocked layout) over each band's
+    pixels and ``sub`` sub-pixels."""
+    return values.mean(dim=(2, 3)).view(values.shape[0], -1, sub).mean(dim=2)
+
+
+def log_band_stats(bands: torch.Tensor, sub: int) -> torch.Tensor:
+    """``(N, 2K)``: each band's log mean magnitude, then its log(rms / mean magnitude) (about 0 on a flat frame;
+    large where the band is sparse, as at a camera's halos). Bands in the blocked layout, ``sub`` sub-pixels each.
+
+    Pow and Log stay fp32 in the fp16 graph (``trt_engine.precision``), where squared bands would underflow.
+    """
+    log_magnitude = torch.log(per_band_mean(bands.abs(), sub) + LOG_FLOOR)
+    energy = per_band_mean(bands.pow(2), sub)
+    return torch.cat([log_magnitude, 0.5 * torch.log(energy + LOG_FLOOR**2) - log_magnitude], dim=1)
+
+
 class GainBands(nn.Module):
     """Full-resolution sharpening steered from low resolution, computed in space-to-depth form.
 
@@ -403,11 +450,17 @@ class GainBands(nn.Module):
     student's tail (a transposed conv) places back at full resolution. So the network can sharpen edges, leave flat or clean
     regions alone and smooth (negative gain) noise and blocking per pixel, while every op runs at 1/scale
     resolution, where onnxruntime's blocked convolutions are fast. Gains start at zero (identity).
+
+    With ``frame_gain``, each band's gain also gets one term per frame, from a small MLP on statistics pooled over
+    the whole frame (the features, as :meth:`StrengthHead.pooled`, and each band's :func:`log_band_stats`): a frame
+    that is soft all over can be sharpened where the local features alone would not dare. Its last layer starts at
+    zero. The pooling reads low-resolution tensors only, so the graph keeps its shape and its cost.
     """
 
-    def __init__(self, features: int, bands: int, kernel: int, scale: int) -> None:
+    def __init__(self, features: int, bands: int, kernel: int, scale: int, frame_gain: bool = False) -> None:
         super().__init__()
         self.bands, self.scale = bands, scale
+        self.frame = FrameMLP(3 * features + 2 * bands, bands) if frame_gain else None
         sub = scale * scale
         # reflect padding: a zero-padded high-pass would draw a line around every frame
         self.filters = nn.Conv2d(
@@ -441,8 +494,13 @@ class GainBands(nn.Module):
 
     def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``scale**2`` low-resolution channels: the sum over bands of gain times band, at each sub-pixel."""
-        product = self.spread(self.gain(features)) * self.filters(x)
         sub = self.scale * self.scale
+        bands = self.filters(x)
+        gain = self.gain(features)
+        if self.frame is not None:
+            stats = torch.cat([StrengthHead.pooled(features), log_band_stats(bands, sub)], dim=1)
+            gain = gain + self.frame(stats)[:, :, None, None]
+        product = self.spread(gain) * bands
         out = product[:, :sub]
         for k in range(1, self.bands):
             out = out + product[:, k * sub : (k + 1) * sub]
@@ -605,6 +663,7 @@ class FrameFilter(nn.Module):
         self.basis = ZeroSumConv(count, kernel, block)
         band_sum = torch.eye(block * block).repeat(1, count)  # sub-pixel s of every band -> output channel s
         self.register_buffer("band_sum", band_sum[:, :, None, None], persistent=False)
+        # the MLP from statistics to band weights (FrameMLP's layers, kept here in their order for old checkpoints)
         stats = 3 * features + 3 * deep_features + count * (2 if log_stats else 1)
         self.hidden = nn.Linear(stats, 32)
         self.weights = nn.Linear(32, count)
@@ -643,21 +702,10 @@ class FrameFilter(nn.Module):
 
     def band_stats(self, bands: torch.Tensor) -> torch.Tensor:
         """What the MLP reads of the bands: ``(N, K)`` mean magnitudes, or with ``log_stats`` ``(N, 2K)``: log mean
-        magnitude of each band, then log(rms / mean magnitude) (about 0 on a flat frame).
-
-        Pow and Log stay fp32 in the fp16 graph (``trt_engine.precision``), where squared bands would underflow.
+        magnitude of each band, then log(rms / mean magnitude) (:func:`log_band_stats`).
         """
-        magnitude = self._per_band_mean(bands.abs())
-        if not self.log_stats:
-            return magnitude
-        log_magnitude = torch.log(magnitude + LOG_FLOOR)
-        energy = self._per_band_mean(bands.pow(2))
-        return torch.cat([log_magnitude, 0.5 * torch.log(energy + LOG_FLOOR**2) - log_magnitude], dim=1)
-
-    def _per_band_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """``(N, K)``: the mean of ``values`` (shaped like the bands) over each band's pixels and sub-pixels."""
         sub = self.basis.block**2
-        return values.mean(dim=(2, 3)).view(values.shape[0], -1, sub).mean(dim=2)
+        return log_band_stats(bands, sub) if self.log_stats else per_band_mean(bands.abs(), sub)
 
 
 def remove_local_mean(residual: torch.Tensor, block: int) -> torch.Tensor:
@@ -720,7 +768,11 @@ class ResidualUNet(nn.Module):
         )
         self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
         self.strength = StrengthHead(w[0]) if config.strength else None
-        self.bands = GainBands(w[0], config.bands, config.band_kernel, u) if config.bands else None
+        self.bands = (
+            GainBands(w[0], config.bands, config.band_kernel, u, frame_gain=config.band_frame_gain)
+            if config.bands
+            else None
+        )
         self.frame_filter = (
             FrameFilter(w[0], w[-1], config.frame_filter, block=u, log_stats=config.frame_filter_log)
             if config.frame_filter
@@ -992,7 +1044,7 @@ def load_student(
 
 def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
     """Whether a student ``init`` can warm start ``config``: the same shape, that shape without its context branch
-    or frame filter, or the plain form (``rep=0``) of either."""
+    or frame filter or its bands' frame gain, or the plain form (``rep=0``) of either."""
     plain = dataclasses.replace(config, rep=0)
     grown = {
         dataclasses.replace(cfg, **drop)
@@ -1002,6 +1054,7 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
             {"context": 0},
             {"frame_filter": 0, "frame_filter_log": False},
             {"context": 0, "frame_filter": 0, "frame_filter_log": False},
+            {"band_frame_gain": False},
         )
     }
     return init in grown
@@ -1010,7 +1063,7 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
 def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
     """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
-    A student that adds a whole-frame context branch or a frame filter to ``init``'s shape keeps the branch as
+    A student that adds a whole-frame context branch, a frame filter or a band frame gain to ``init``'s shape keeps the branch as
     built (its last layer starts at zero), so it begins as exactly ``init`` and learns the branch from there; so
     does an over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at
     zero), or both at once.
@@ -1018,7 +1071,7 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
     if not warm_start_fits(model.config, init.config):
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
-            "(the same shape, that shape without its context branch or frame filter, or its plain form); "
+            "(the same shape, that shape without its context branch, frame filter or band frame gain, or its plain form); "
             "pass the matching model"
         )
     missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
@@ -1027,9 +1080,9 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
 
 
 def _warm_start_extra(key: str) -> bool:
-    """Whether a weight ``warm_start`` may leave as built: a context branch's, a frame filter's, or a RepConv3x3's
-    extra branches."""
-    return key.startswith(("context.", "frame_filter.")) or key.rsplit(".", 1)[-1] in (
+    """Whether a weight ``warm_start`` may leave as built: a context branch's, a frame filter's, the bands' frame
+    gain's, or a RepConv3x3's extra branches."""
+    return key.startswith(("context.", "frame_filter.", "bands.frame.")) or key.rsplit(".", 1)[-1] in (
         "point",
         "expand",
         "squeeze",
