@@ -126,6 +126,7 @@ def test_student_checkpoints_the_recipes_name_ship_with_the_package() -> None:
         if config.init_from.startswith("student:"):
             path = init_checkpoint_path(config.init_from)
             assert path.is_file() and ASSETS_DIR in path.parents, (name, path)
-            assert warm_start_fits(get_config(config.model), get_config(read_checkpoint(path)["name"])), (name, path)
+            init = get_config(read_checkpoint(path)["name"])
+            assert warm_start_fits(get_config(config.model), init), (name, path)
             starts.append(name)
     assert "fast" in teachers and "quality" in starts
