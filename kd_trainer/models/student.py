@@ -58,9 +58,7 @@ class StudentConfig:
         0  # learned full-resolution luma filters weighted per frame (0 = none): see FrameFilter
     )
     frame_filter_log: bool = False  # the frame filter's weights read log band statistics (see FrameFilter)
-    band_frame_gain: bool = (
-        False  # the band gains get a per-frame term from whole-frame statistics (see GainBands)
-    )
+    band_frame_gain: bool = False  # a per-frame term on the band gains (see GainBands)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
