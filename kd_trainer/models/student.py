@@ -640,10 +640,9 @@ class FrameFilter(nn.Module):
     noise: a contrast-free way to tell a soft frame from an over-sharpened one). So one frame gets one filter,
     as the family filter of ``benchmarks.linear_bound --leave-one-out`` (one 9x9 filter per damage family), but
     chosen from what the frame shows. The MLP's last layer starts at zero, so a fresh branch is the identity.
-    The bands run in the student's
-    space-to-depth layout (``block``, :class:`ZeroSumConv`): ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a
-    pixel, 100 K at block 2 and 144 K at block 4 (a direct 9x9 conv would be ``81 K``), plus ``3 + K * block**2``
-    for the luma mix and the band sum.
+    The bands run in the student's space-to-depth layout (``block``, :class:`ZeroSumConv`):
+    ``K * (2 ceil(4 / block) + 1)**2 * block**2`` MAC a pixel, 100 K at block 2 and 144 K at block 4 (a direct
+    9x9 conv would be ``81 K``), plus ``3 + K * block**2`` for the luma mix and the band sum.
     """
 
     def __init__(
@@ -1061,16 +1060,16 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
 def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
     """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
-    A student that adds a whole-frame context branch, a frame filter or a band frame gain to ``init``'s shape keeps the branch as
-    built (its last layer starts at zero), so it begins as exactly ``init`` and learns the branch from there; so
-    does an over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at
-    zero), or both at once.
+    A student that adds a whole-frame context branch, a frame filter or a band frame gain to ``init``'s shape
+    keeps the branch as built (its last layer starts at zero), so it begins as exactly ``init`` and learns the
+    branch from there (:func:`warm_start_fits` says which shapes fit); so does an over-parameterised student
+    (``rep``) warm-started from its plain form (its extra branches start at zero), or both at once.
     """
     if not warm_start_fits(model.config, init.config):
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
-            "(the same shape, that shape without its context branch, frame filter or band frame gain, or its plain form); "
-            "pass the matching model"
+            "(the same shape, that shape without its context branch, frame filter or band frame gain, "
+            "or its plain form); pass the matching model"
         )
     missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
     if unexpected or any(not _warm_start_extra(key) for key in missing):
