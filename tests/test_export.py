@@ -119,18 +119,20 @@ def test_strength_head_student_exports_with_dynamic_size_and_matches_torch(tmp_p
     assert _host_pixel_shuffle(graph) is not None
 
 
-def test_band_frame_gain_student_exports_and_keeps_the_host_pixel_shuffle(tmp_path) -> None:
-    """``runet-fg``: the pooled statistics follow the frame size in the dynamic graph, and the per-frame gain acts
-    before the tail, so the graph still ends in ``DepthToSpace`` + ``Add`` (run on the host by onnxruntime)."""
+@pytest.mark.parametrize("name", ["runet-fg", "runet-fs"])
+def test_band_frame_gain_student_exports_and_keeps_the_host_pixel_shuffle(tmp_path, name: str) -> None:
+    """``runet-fg`` (and ``runet-fs``, which also samples a coarse band): the pooled statistics follow the frame
+    size in the dynamic graph, and the per-frame gain acts before the tail, so the graph still ends in
+    ``DepthToSpace`` + ``Add`` (run on the host by onnxruntime)."""
     import onnx
 
     from trt_engine.backends.onnxrt import _host_pixel_shuffle, _without_final_clip
 
-    model = perturbed_student("runet-fg")
+    model = perturbed_student(name)
     with torch.no_grad():
         torch.nn.init.normal_(model.bands.frame.weights.weight, std=0.5)
         model.bands.frame.weights.bias.fill_(0.1)
-    result = export_onnx(model, tmp_path / "fg.onnx", height=64, width=96, dynamic=True, name="runet-fg")
+    result = export_onnx(model, tmp_path / "fg.onnx", height=64, width=96, dynamic=True, name=name)
     _assert_matches_torch_at_sizes(model, result.path, ((64, 96), (120, 200)))
     graph = onnx.load(str(result.path))
     _without_final_clip(graph)

@@ -555,3 +555,44 @@ def test_blocked_zero_sum_conv_is_the_direct_9x9_conv(block: int) -> None:
         placed = torch.nn.functional.pixel_shuffle(got[:, o * block * block : (o + 1) * block * block], block)
         assert torch.allclose(placed[:, 0], expected[:, o], atol=1e-5)
     assert direct(torch.full((1, 1, 24, 24), 0.7)).abs().max() < 1e-5  # zero-sum: flat input, zero output
+
+
+def test_band_frame_slope_reads_the_spectral_slope_at_any_contrast() -> None:
+    """``runet-fs``: its per-frame term also reads a coarse band (luma sampled every 4 pixels minus its 3x3 mean),
+    so the band's log magnitude minus the coarse one (the spectrum's slope) falls when a frame is blurred and rises
+    when it is over-sharpened, whatever its contrast; grown onto ``runet-fh`` it starts as that student."""
+    from kd_trainer.models.student import warm_start
+
+    base = perturbed_student("runet-fh")
+    model = build_student("runet-fs").eval()
+    warm_start(model, base)
+    pooled = 3 * 16
+    assert model.bands.frame.hidden.in_features == pooled + 2 + 2
+    rng = torch.Generator().manual_seed(0)
+    blocks = torch.rand(1, 3, 16, 24, generator=rng)  # 8x8 patches: sharp edges, flat insides
+    x = 0.2 + 0.6 * blocks.repeat_interleave(8, 2).repeat_interleave(8, 3)
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (kernel[:, None] * kernel[None, :]).repeat(3, 1, 1, 1)
+
+    def blurred(frame: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(
+            torch.nn.functional.pad(frame, (1,) * 4, mode="reflect"), kernel, groups=3
+        )
+
+    def slope(frame: torch.Tensor) -> float:
+        stats = model.bands.frame_stats(frame, model.stem(frame), model.bands.filters(frame))[0]
+        return float(stats[pooled] - stats[pooled + 2])  # band log magnitude - coarse log magnitude
+
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x))
+        soft, halo = blurred(x), x + 1.5 * (x - blurred(x))
+        assert slope(soft) < slope(x) - 0.2 and slope(x) < slope(halo) - 0.2
+        assert abs(slope(0.5 + 0.3 * (x - 0.5)) - slope(x)) < 1e-2  # contrast-free
+    cfg = model.config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["band_frame_slope"] is True
+    assert (
+        "band_frame_slope" not in build_student("runet-fg").config.to_dict()
+    )  # runet-fg checkpoints unchanged
+    with pytest.raises(ValueError, match="band_frame_slope needs the per-frame band gain"):
+        StudentConfig(2, (16,), (1,), bands=1, band_frame_slope=True)
+    assert count_macs(model) == count_macs(base)  # no conv added

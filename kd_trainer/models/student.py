@@ -59,6 +59,7 @@ class StudentConfig:
     )
     frame_filter_log: bool = False  # the frame filter's weights read log band statistics (see FrameFilter)
     band_frame_gain: bool = False  # a per-frame term on the band gains (see GainBands)
+    band_frame_slope: bool = False  # the per-frame term also reads a coarse band (see GainBands)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +95,8 @@ class StudentConfig:
             raise ValueError("frame_filter_log needs a frame filter (frame_filter > 0)")
         if self.band_frame_gain and not self.bands:
             raise ValueError("band_frame_gain needs gain-steered bands (bands > 0)")
+        if self.band_frame_slope and not self.band_frame_gain:
+            raise ValueError("band_frame_slope needs the per-frame band gain (band_frame_gain)")
 
     @property
     def multiple(self) -> int:
@@ -119,6 +122,7 @@ class StudentConfig:
             | ({"frame_filter": self.frame_filter} if self.frame_filter else {})
             | ({"frame_filter_log": True} if self.frame_filter_log else {})
             | ({"band_frame_gain": True} if self.band_frame_gain else {})
+            | ({"band_frame_slope": True} if self.band_frame_slope else {})
         )
 
     @classmethod
@@ -138,6 +142,7 @@ class StudentConfig:
             "frame_filter",
             "frame_filter_log",
             "band_frame_gain",
+            "band_frame_slope",
             "description",
         }
         if unknown:
@@ -157,6 +162,7 @@ class StudentConfig:
             frame_filter=int(data.get("frame_filter", 0)),
             frame_filter_log=_flag(data.get("frame_filter_log", False), "frame_filter_log"),
             band_frame_gain=_flag(data.get("band_frame_gain", False), "band_frame_gain"),
+            band_frame_slope=_flag(data.get("band_frame_slope", False), "band_frame_slope"),
         )
 
 
@@ -284,9 +290,15 @@ STUDENTS["runet-fg"] = dataclasses.replace(
     band_frame_gain=True,
     description="fast v6: runet-fh whose band gains get a per-frame term from whole-frame statistics",
 )
+STUDENTS["runet-fs"] = dataclasses.replace(
+    STUDENTS["runet-fg"],
+    band_frame_slope=True,
+    description="runet-fg whose per-frame gain also reads a coarse band (the spectrum's slope: soft vs halos)",
+)
 STUDENTS |= {
     "runet-fhr": _with_rep("runet-fh"),
     "runet-fgr": _with_rep("runet-fg"),
+    "runet-fsr": _with_rep("runet-fs"),
     "runet-m3r": _with_rep("runet-m3"),
     "runet-m5r": _with_rep("runet-m5"),
     "runet-m6r": _with_rep("runet-m6"),
@@ -453,12 +465,27 @@ class GainBands(nn.Module):
     the whole frame (the features, as :meth:`StrengthHead.pooled`, and each band's :func:`log_band_stats`): a frame
     that is soft all over can be sharpened where the local features alone would not dare. Its last layer starts at
     zero. The pooling reads low-resolution tensors only, so the graph keeps its shape and its cost.
+
+    With ``slope`` as well, the MLP also reads the log statistics of a coarse band: luma sampled every ``scale``
+    pixels minus its 3x3 mean. The band's log magnitude minus the coarse one is the slope of the frame's spectrum,
+    which a soft camera lowers and an over-sharpening one raises, at any contrast (the band's sparsity alone
+    tells noise from detail, not softness from halos). Sampling reads 1 / ``scale**2`` of the frame: nearly free.
     """
 
-    def __init__(self, features: int, bands: int, kernel: int, scale: int, frame_gain: bool = False) -> None:
+    def __init__(
+        self,
+        features: int,
+        bands: int,
+        kernel: int,
+        scale: int,
+        frame_gain: bool = False,
+        slope: bool = False,
+    ) -> None:
         super().__init__()
-        self.bands, self.scale = bands, scale
-        self.frame = FrameMLP(3 * features + 2 * bands, bands) if frame_gain else None
+        self.bands, self.scale, self.slope = bands, scale, slope
+        stats = 3 * features + 2 * bands + (2 if slope else 0)
+        self.frame = FrameMLP(stats, bands) if frame_gain else None
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
         sub = scale * scale
         # reflect padding: a zero-padded high-pass would draw a line around every frame
         self.filters = nn.Conv2d(
@@ -496,13 +523,22 @@ class GainBands(nn.Module):
         bands = self.filters(x)
         gain = self.gain(features)
         if self.frame is not None:
-            stats = torch.cat([StrengthHead.pooled(features), log_band_stats(bands, sub)], dim=1)
-            gain = gain + self.frame(stats)[:, :, None, None]
+            gain = gain + self.frame(self.frame_stats(x, features, bands))[:, :, None, None]
         product = self.spread(gain) * bands
         out = product[:, :sub]
         for k in range(1, self.bands):
             out = out + product[:, k * sub : (k + 1) * sub]
         return out
+
+    def frame_stats(self, x: torch.Tensor, features: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+        """``(N, stats)``: what the per-frame term reads: the pooled features, each band's :func:`log_band_stats`
+        and, with ``slope``, those of the coarse band of ``x``."""
+        stats = [StrengthHead.pooled(features), log_band_stats(bands, self.scale * self.scale)]
+        if self.slope:
+            luma = (x[:, :, :: self.scale, :: self.scale] * self.luma).sum(dim=1, keepdim=True)
+            coarse = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
+            stats.append(log_band_stats(coarse, 1))
+        return torch.cat(stats, dim=1)
 
     def placement(self) -> torch.Tensor:
         """Transposed-conv weights that add each sub-pixel channel to R, G and B at its full-resolution place."""
@@ -766,7 +802,14 @@ class ResidualUNet(nn.Module):
         self.context = FrameContext(w[0], config.context, w[-1]) if config.context else None
         self.strength = StrengthHead(w[0]) if config.strength else None
         self.bands = (
-            GainBands(w[0], config.bands, config.band_kernel, u, frame_gain=config.band_frame_gain)
+            GainBands(
+                w[0],
+                config.bands,
+                config.band_kernel,
+                u,
+                frame_gain=config.band_frame_gain,
+                slope=config.band_frame_slope,
+            )
             if config.bands
             else None
         )
@@ -1051,7 +1094,7 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
             {"context": 0},
             {"frame_filter": 0, "frame_filter_log": False},
             {"context": 0, "frame_filter": 0, "frame_filter_log": False},
-            {"band_frame_gain": False},
+            {"band_frame_gain": False, "band_frame_slope": False},
         )
     }
     return init in grown
