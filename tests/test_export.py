@@ -119,7 +119,7 @@ def test_strength_head_student_exports_with_dynamic_size_and_matches_torch(tmp_p
     assert _host_pixel_shuffle(graph) is not None
 
 
-@pytest.mark.parametrize("name", ["runet-fg", "runet-fs"])
+@pytest.mark.parametrize("name", ["runet-fg", "runet-fs", "runet-fe"])
 def test_band_frame_gain_student_exports_and_keeps_the_host_pixel_shuffle(tmp_path, name: str) -> None:
     """``runet-fg`` (and ``runet-fs``, which also samples a coarse band): the pooled statistics follow the frame
     size in the dynamic graph, and the per-frame gain acts before the tail, so the graph still ends in

@@ -596,3 +596,38 @@ def test_band_frame_slope_reads_the_spectral_slope_at_any_contrast() -> None:
     with pytest.raises(ValueError, match="band_frame_slope needs the per-frame band gain"):
         StudentConfig(2, (16,), (1,), bands=1, band_frame_slope=True)
     assert count_macs(model) == count_macs(base)  # no conv added
+
+
+def test_edge_profile_reads_how_steep_the_strongest_edges_are_at_any_contrast() -> None:
+    """``edge_profile``: about 0 for one-pixel steps, lower for blurred edges, higher with halos, the same at any
+    contrast; ``runet-fe`` reads it as one more input and, grown onto ``runet-fh``, starts as that student."""
+    from kd_trainer.models.student import LUMA, edge_profile, warm_start
+
+    rng = torch.Generator().manual_seed(0)
+    blocks = torch.rand(1, 3, 16, 24, generator=rng)  # 8x8 patches: one-pixel steps, flat insides
+    x = 0.2 + 0.6 * blocks.repeat_interleave(8, 2).repeat_interleave(8, 3)
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (kernel[:, None] * kernel[None, :]).repeat(3, 1, 1, 1)
+
+    def blurred(frame: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(frame, (1,) * 4, mode="reflect")
+        return torch.nn.functional.conv2d(padded, kernel, groups=3)
+
+    luma = torch.tensor(LUMA).view(1, 3, 1, 1)
+
+    def profile(frame: torch.Tensor) -> float:
+        return float(edge_profile(frame, luma)[0, 0])
+
+    sharp, soft, halo = profile(x), profile(blurred(x)), profile(x + 1.5 * (x - blurred(x)))
+    assert abs(sharp) < 0.05 and soft < sharp - 0.3 and halo > sharp + 0.15
+    assert abs(profile(0.5 + 0.3 * (x - 0.5)) - sharp) < 1e-2  # contrast-free
+    base = perturbed_student("runet-fh")
+    model = build_student("runet-fe").eval()
+    warm_start(model, base)
+    assert model.bands.frame.hidden.in_features == 3 * 16 + 2 + 2 + 1
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x))
+    cfg = model.config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["band_frame_edge"] is True
+    with pytest.raises(ValueError, match="band_frame_edge needs the per-frame band gain"):
+        StudentConfig(2, (16,), (1,), bands=1, band_frame_edge=True)

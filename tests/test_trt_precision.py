@@ -262,6 +262,8 @@ def test_refusals(student, fp16, tmp_path):
         ("runet-fg", "int8", INT8_MIN_PSNR_VS_FP32),
         ("runet-fs", "fp16", FP16_MIN_PSNR_VS_FP32),
         ("runet-fs", "int8", INT8_MIN_PSNR_VS_FP32),
+        ("runet-fe", "fp16", FP16_MIN_PSNR_VS_FP32),
+        ("runet-fe", "int8", INT8_MIN_PSNR_VS_FP32),
     ],
 )
 def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
@@ -269,7 +271,7 @@ def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
 ) -> None:
     """Per-frame branches survive fp16 and int8 conversion: the frame filter's pooled statistics (log ones too:
     squared bands would underflow in fp16), MLP and space-to-depth bands (``runet-f5``), and the band gains' frame
-    term (``runet-fg``; ``runet-fs`` adds a strided sample and a pooled coarse band)."""
+    term (``runet-fg``; ``runet-fs`` adds a strided sample and a pooled coarse band, ``runet-fe`` an edge profile)."""
     import dataclasses
 
     import torch

@@ -60,6 +60,7 @@ class StudentConfig:
     frame_filter_log: bool = False  # the frame filter's weights read log band statistics (see FrameFilter)
     band_frame_gain: bool = False  # a per-frame term on the band gains (see GainBands)
     band_frame_slope: bool = False  # the per-frame term also reads a coarse band (see GainBands)
+    band_frame_edge: bool = False  # the per-frame term also reads an edge-profile statistic (see GainBands)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +98,8 @@ class StudentConfig:
             raise ValueError("band_frame_gain needs gain-steered bands (bands > 0)")
         if self.band_frame_slope and not self.band_frame_gain:
             raise ValueError("band_frame_slope needs the per-frame band gain (band_frame_gain)")
+        if self.band_frame_edge and not self.band_frame_gain:
+            raise ValueError("band_frame_edge needs the per-frame band gain (band_frame_gain)")
 
     @property
     def multiple(self) -> int:
@@ -123,6 +126,7 @@ class StudentConfig:
             | ({"frame_filter_log": True} if self.frame_filter_log else {})
             | ({"band_frame_gain": True} if self.band_frame_gain else {})
             | ({"band_frame_slope": True} if self.band_frame_slope else {})
+            | ({"band_frame_edge": True} if self.band_frame_edge else {})
         )
 
     @classmethod
@@ -143,6 +147,7 @@ class StudentConfig:
             "frame_filter_log",
             "band_frame_gain",
             "band_frame_slope",
+            "band_frame_edge",
             "description",
         }
         if unknown:
@@ -163,6 +168,7 @@ class StudentConfig:
             frame_filter_log=_flag(data.get("frame_filter_log", False), "frame_filter_log"),
             band_frame_gain=_flag(data.get("band_frame_gain", False), "band_frame_gain"),
             band_frame_slope=_flag(data.get("band_frame_slope", False), "band_frame_slope"),
+            band_frame_edge=_flag(data.get("band_frame_edge", False), "band_frame_edge"),
         )
 
 
@@ -295,10 +301,16 @@ STUDENTS["runet-fs"] = dataclasses.replace(
     band_frame_slope=True,
     description="runet-fg whose per-frame gain also reads a coarse band (the spectrum's slope: soft vs halos)",
 )
+STUDENTS["runet-fe"] = dataclasses.replace(
+    STUDENTS["runet-fs"],
+    band_frame_edge=True,
+    description="runet-fs whose per-frame gain also reads how steep the frame's strongest edges are",
+)
 STUDENTS |= {
     "runet-fhr": _with_rep("runet-fh"),
     "runet-fgr": _with_rep("runet-fg"),
     "runet-fsr": _with_rep("runet-fs"),
+    "runet-fer": _with_rep("runet-fe"),
     "runet-m3r": _with_rep("runet-m3"),
     "runet-m5r": _with_rep("runet-m5"),
     "runet-m6r": _with_rep("runet-m6"),
@@ -449,6 +461,22 @@ def log_band_stats(bands: torch.Tensor, sub: int) -> torch.Tensor:
     return torch.cat([log_magnitude, 0.5 * torch.log(energy + LOG_FLOOR**2) - log_magnitude], dim=1)
 
 
+def edge_profile(x: torch.Tensor, luma: torch.Tensor, every: int = 16, segment: int = 4) -> torch.Tensor:
+    """``(N, 1)``: how steep the frame's strongest edges are, at any contrast. On luma rows every ``every`` rows:
+    the log of the steepest one-pixel step in each ``segment``-pixel run against the step between neighbouring runs'
+    means, averaged over the runs weighted by that coarse step squared (relative to its mean, so fp16 holds it).
+    About 0 for a 1-pixel edge, lower the wider edges are (soft cameras, up-scalers), higher with halos. Reads 1 /
+    ``every`` of the frame; ``x``'s width must be a multiple of ``segment``."""
+    y = (x[:, :, ::every] * luma).sum(dim=1, keepdim=True)
+    steep = F.max_pool2d(F.pad((y[..., 1:] - y[..., :-1]).abs(), (0, 1)), (1, segment))[..., :-1]
+    means = F.avg_pool2d(y, (1, segment))
+    coarse = (means[..., 1:] - means[..., :-1]).abs()
+    weight = (coarse / (coarse.mean(dim=(2, 3), keepdim=True) + LOG_FLOOR)).pow(2)
+    fine_mean = (steep * weight).mean(dim=(2, 3))
+    coarse_mean = (coarse * weight).mean(dim=(2, 3))
+    return torch.log(fine_mean + LOG_FLOOR) - torch.log(coarse_mean + LOG_FLOOR)
+
+
 class GainBands(nn.Module):
     """Full-resolution sharpening steered from low resolution, computed in space-to-depth form.
 
@@ -470,6 +498,9 @@ class GainBands(nn.Module):
     pixels minus its 3x3 mean. The band's log magnitude minus the coarse one is the slope of the frame's spectrum,
     which a soft camera lowers and an over-sharpening one raises, at any contrast (the band's sparsity alone
     tells noise from detail, not softness from halos). Sampling reads 1 / ``scale**2`` of the frame: nearly free.
+
+    With ``edge``, one more input: how steep the frame's strongest edges are (:func:`edge_profile`), which orders
+    the damage families on real frames where the spectrum's slope, swamped by content, does not.
     """
 
     def __init__(
@@ -480,10 +511,11 @@ class GainBands(nn.Module):
         scale: int,
         frame_gain: bool = False,
         slope: bool = False,
+        edge: bool = False,
     ) -> None:
         super().__init__()
-        self.bands, self.scale, self.slope = bands, scale, slope
-        stats = 3 * features + 2 * bands + (2 if slope else 0)
+        self.bands, self.scale, self.slope, self.edge = bands, scale, slope, edge
+        stats = 3 * features + 2 * bands + (2 if slope else 0) + (1 if edge else 0)
         self.frame = FrameMLP(stats, bands) if frame_gain else None
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
         sub = scale * scale
@@ -538,6 +570,8 @@ class GainBands(nn.Module):
             luma = (x[:, :, :: self.scale, :: self.scale] * self.luma).sum(dim=1, keepdim=True)
             coarse = luma - F.avg_pool2d(luma, 3, stride=1, padding=1, count_include_pad=False)
             stats.append(log_band_stats(coarse, 1))
+        if self.edge:
+            stats.append(edge_profile(x, self.luma))
         return torch.cat(stats, dim=1)
 
     def placement(self) -> torch.Tensor:
@@ -809,6 +843,7 @@ class ResidualUNet(nn.Module):
                 u,
                 frame_gain=config.band_frame_gain,
                 slope=config.band_frame_slope,
+                edge=config.band_frame_edge,
             )
             if config.bands
             else None
@@ -1094,7 +1129,7 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
             {"context": 0},
             {"frame_filter": 0, "frame_filter_log": False},
             {"context": 0, "frame_filter": 0, "frame_filter_log": False},
-            {"band_frame_gain": False, "band_frame_slope": False},
+            {"band_frame_gain": False, "band_frame_slope": False, "band_frame_edge": False},
         )
     }
     return init in grown
