@@ -121,9 +121,9 @@ def test_strength_head_student_exports_with_dynamic_size_and_matches_torch(tmp_p
 
 @pytest.mark.parametrize("name", ["runet-fg", "runet-fs", "runet-fe"])
 def test_band_frame_gain_student_exports_and_keeps_the_host_pixel_shuffle(tmp_path, name: str) -> None:
-    """``runet-fg`` (and ``runet-fs``, which also samples a coarse band): the pooled statistics follow the frame
-    size in the dynamic graph, and the per-frame gain acts before the tail, so the graph still ends in
-    ``DepthToSpace`` + ``Add`` (run on the host by onnxruntime)."""
+    """``runet-fg`` (and ``runet-fs`` and ``runet-fe``, which also sample a coarse band and every 16th row): the
+    pooled statistics follow the frame size in the dynamic graph, and the per-frame gain acts before the tail, so the
+    graph still ends in ``DepthToSpace`` + ``Add`` (run on the host by onnxruntime)."""
     import onnx
 
     from trt_engine.backends.onnxrt import _host_pixel_shuffle, _without_final_clip

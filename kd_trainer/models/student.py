@@ -563,8 +563,8 @@ class GainBands(nn.Module):
         return out
 
     def frame_stats(self, x: torch.Tensor, features: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
-        """``(N, stats)``: what the per-frame term reads: the pooled features, each band's :func:`log_band_stats`
-        and, with ``slope``, those of the coarse band of ``x``."""
+        """``(N, stats)``: what the per-frame term reads: the pooled features, each band's :func:`log_band_stats`,
+        with ``slope`` those of the coarse band of ``x``, and with ``edge`` its :func:`edge_profile`."""
         stats = [StrengthHead.pooled(features), log_band_stats(bands, self.scale * self.scale)]
         if self.slope:
             luma = (x[:, :, :: self.scale, :: self.scale] * self.luma).sum(dim=1, keepdim=True)
