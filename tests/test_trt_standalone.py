@@ -170,11 +170,38 @@ def test_strength_blends_towards_the_input() -> None:
         expected = (frame.astype(np.float32) + full.astype(np.float32)) / 2
         assert np.abs(half - expected).max() <= 1
         assert np.array_equal(s.process_batch([frame], strength=0)[0], frame)
-        with pytest.raises(ValueError, match="strength"):
-            s.process(frame, strength=1.5)
+        for bad in (3.5, -0.1, float("nan"), True, "2"):
+            with pytest.raises(ValueError, match="strength"):
+                s.process(frame, strength=bad)
     with Sharpener(shipped_student("fast", ".onnx"), strength=0.0) as s:
         assert np.array_equal(s.process(frame), frame)
         assert all(np.array_equal(o, frame) for o in s.stream([frame, frame]))
+
+
+def test_strength_above_one_extrapolates_the_change() -> None:
+    import numpy as np
+
+    from trt_engine import Sharpener
+    from trt_engine.paths import shipped_student
+    from trt_engine.sharpener import blend
+
+    frame = np.array([[[250, 10, 100]]], dtype=np.uint8)
+    sharpened = np.array([[[254, 4, 101]]], dtype=np.uint8)
+    assert blend(frame, sharpened, 2.0).tolist() == [[[255, 0, 102]]]  # 258 and -2 clipped, 102 exact
+    assert blend(frame, sharpened, 1.0) is sharpened
+
+    frame = np.random.default_rng(2).integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    with Sharpener(shipped_student("fast", ".onnx"), strength=2.0) as s:
+        full = s.process(frame, strength=1.0).astype(np.float32)
+        double = s.process(frame)
+        expected = np.clip(frame + 2.0 * (full - frame), 0, 255)
+        assert np.abs(double - expected).max() <= 1
+        assert np.abs(double.astype(np.int16) - frame).max() > np.abs(full - frame).max()  # goes further
+        assert np.array_equal(s.process_batch([frame])[0], double)
+        assert all(np.array_equal(o, double) for o in s.stream([frame, frame]))
+        with pytest.raises(ValueError, match="strength"):
+            s.strength = 4.0
+        assert s.strength == 2.0
 
 
 def test_metrics_match_scikit_image() -> None:
@@ -224,7 +251,7 @@ def test_every_cli_has_version_and_python_m_trt_engine_works() -> None:
             main(["--version"])
         assert info.value.code == 0
     with pytest.raises(SystemExit) as info:
-        sharpen_main(["--demo", "--strength", "2"])
+        sharpen_main(["--demo", "--strength", "4"])
     assert info.value.code == 2
     assert sharpen_main(["in.png", "-o", "out.png", "--model", str(ROOT / "missing.onnx")]) == 1
 

@@ -481,7 +481,8 @@ def sharpen_main(argv: list[str] | None = None) -> int:
         "--strength",
         type=float,
         default=1.0,
-        help="0..1: blend the output towards the input (1: the model's output, 0: the input unchanged)",
+        help="0..3: how far along the model's change to go (1: the model's output, the default; 0: the input "
+        "unchanged; above 1: the change extrapolated, for sources known to be soft, see docs/sdk.md)",
     )
     parser.add_argument(
         "--inspect",
@@ -517,8 +518,10 @@ def sharpen_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    if not 0.0 <= args.strength <= 1.0:
-        parser.error(f"--strength must be in [0, 1], got {args.strength}")
+    from trt_engine.sharpener import MAX_STRENGTH
+
+    if not 0.0 <= args.strength <= MAX_STRENGTH:
+        parser.error(f"--strength must be in [0, {MAX_STRENGTH:g}], got {args.strength}")
     if args.inspect:
         return _inspect(args.inspect, args.device)
     if args.camera is not None:

@@ -31,17 +31,26 @@ COLORS = ("bgr", "rgb")
 _END = object()
 
 
-def _check_strength(strength: Any) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+MAX_STRENGTH = 3.0  # above 1 the model's change is extrapolated: for sources known to be soft (docs/sdk.md)
+
+
+def check_strength(strength: Any) -> float:
+    """``strength`` as a float, or a ValueError unless it is a number in [0, :data:`MAX_STRENGTH`]."""
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, (int, float))
+        or not 0.0 <= strength <= MAX_STRENGTH
+    ):
+        raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH:g}], got {strength!r}")
     return float(strength)
 
 
 def blend(frame: np.ndarray, sharpened: np.ndarray, strength: float) -> np.ndarray:
-    """``frame + strength * (sharpened - frame)`` in uint8 (rounded); 0 gives a copy of ``frame`` exactly."""
+    """``frame + strength * (sharpened - frame)`` in uint8 (rounded, clipped to 0..255): below 1 towards the
+    input, above 1 past the model's output; 0 gives a copy of ``frame`` exactly, 1 ``sharpened`` itself."""
     import cv2
 
-    if strength >= 1.0:
+    if strength == 1.0:
         return sharpened
     if strength <= 0.0:
         return np.array(frame, copy=True)
@@ -136,9 +145,9 @@ class Sharpener:
         threads: CPU threads for onnxruntime / PyTorch on CPU (default: the cores this process may use).
         cuda_graph: TensorRT only: capture each call into a CUDA graph (static shapes).
         model_color: override the model's channel order (default: its metadata, else ``"rgb"``).
-        strength: 0..1, how far the output goes from the input towards the model's result (1: the model's
-            output; 0: the input unchanged, without running the model); ``process(frame, strength=...)``
-            overrides it per call.
+        strength: 0..3, how far the output goes from the input along the model's change (1: the model's
+            output; 0: the input unchanged, without running the model; above 1: the change extrapolated, for
+            sources known to be soft, see docs/sdk.md); ``process(frame, strength=...)`` overrides it per call.
 
     A Sharpener may be shared between threads; model calls are serialised.
     """
@@ -155,7 +164,7 @@ class Sharpener:
         model_color: str | None = None,
         strength: float = 1.0,
     ) -> None:
-        self.strength = _check_strength(strength)
+        self.strength = strength
         if not isinstance(color, str) or color.lower() not in COLORS:
             raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
         if model_color is not None and (
@@ -201,6 +210,15 @@ class Sharpener:
         if self._backend is None:
             raise RuntimeError("this Sharpener is closed")
         return self._backend
+
+    @property
+    def strength(self) -> float:
+        """The default strength of :meth:`process`, :meth:`process_batch` and :meth:`stream` (0..3; checked)."""
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        self._strength = check_strength(value)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -317,9 +335,9 @@ class Sharpener:
         """Sharpen one HxWx3 uint8 frame; returns a new frame of the same type, size and colour order.
 
         ``frame``: a numpy array, a PIL image (RGB), a torch tensor (CPU or CUDA) or any object with
-        ``__dlpack__`` / ``__cuda_array_interface__``. ``strength`` (0..1) overrides the Sharpener's.
+        ``__dlpack__`` / ``__cuda_array_interface__``. ``strength`` (0..3) overrides the Sharpener's.
         """
-        s = self.strength if strength is None else _check_strength(strength)
+        s = self.strength if strength is None else check_strength(strength)
         wrapped = _Frame(frame, self.color)
         checked = self._check(wrapped.array)
         if s == 0.0:
@@ -336,7 +354,7 @@ class Sharpener:
         Frames are sent in chunks of ``self.batch``; frames of different sizes (and, in a list, of different
         types, as for :meth:`process`) may be mixed.
         """
-        s = self.strength if strength is None else _check_strength(strength)
+        s = self.strength if strength is None else check_strength(strength)
         as_array = isinstance(frames, np.ndarray)
         if as_array:
             if frames.ndim != 4:
@@ -397,7 +415,7 @@ class Sharpener:
                 nonlocal pending
                 if not pending:
                     return True
-                inputs = list(pending) if strength < 1.0 else None  # kept for the blend towards the input
+                inputs = list(pending) if strength != 1.0 else None  # kept for the blend with the input
                 ok = put((self._assemble(pending, target), [f.shape[:2] for f in pending], inputs))
                 pending = []
                 return ok
