@@ -531,6 +531,36 @@ USM_FAMILY = "unsharp mask per family (upper bound)"
 IDENTITY = "identity"
 
 
+#: Bootstrap resamples (over test frames) behind each target's 95% interval, and their fixed seed.
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+
+
+def margin_interval(per_frame: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` bootstrap interval (percentile, resampling frames, fixed seed) of the mean of ``per_frame``
+    margins; ``None`` for fewer than two frames. Deterministic, so a re-rendered card shows the same interval."""
+    values = np.asarray(per_frame, dtype=np.float64)
+    if values.size < 2 or not np.all(np.isfinite(values)):
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = values[rng.integers(0, values.size, (BOOTSTRAP_RESAMPLES, values.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def _frame_values(scored: dict[str, Any], family: str, key: str) -> dict[str, float]:
+    """``{frame: row[key]}`` of a :func:`score` result's per-frame rows for ``family`` (empty without them)."""
+    return {r["frame"]: r[key] for r in scored.get("per_frame", {}).get(family, [])}
+
+
+def _paired_margins(mine: dict[str, float], theirs: dict[str, float] | float) -> list[float]:
+    """Per-frame ``mine - theirs`` (``theirs`` per frame, paired by frame name, or one threshold)."""
+    if isinstance(theirs, dict):
+        if set(theirs) != set(mine):
+            return []
+        return [mine[f] - theirs[f] for f in mine]
+    return [v - theirs for v in mine.values()]
+
+
 def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dict[str, Any]:
     """The issue's targets for ``student``, per family, from scores (``result["scores"]`` or a mapping
     method -> :func:`score` output):
@@ -543,7 +573,10 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
     * ``call_gain``: gain >= :data:`CALL_GAIN_DB` (the :func:`call_target_families`).
 
     Each entry is ``{met, margin_db, threshold_db}`` with ``margin_db = gain - threshold`` (>= 0 met, except
-    ``beats_usm`` which needs > 0). Also ``met``, ``total`` and ``missed`` (``[{family, target, margin_db}]``).
+    ``beats_usm`` which needs > 0), plus ``ci95_db`` ``[low, high]`` when per-frame scores are there: the 95%
+    bootstrap interval of the margin over the test frames (paired frame by frame against the unsharp mask), which
+    says whether a small margin is more than the luck of which frames were drawn. Also ``met``, ``total`` and
+    ``missed`` (``[{family, target, margin_db}]``).
     """
     scores = result.get("scores", result)
     if student not in scores:
@@ -553,6 +586,11 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
     if usm not in scores:
         raise KeyError(f"no scores for the baseline {usm!r}; have {', '.join(scores)}")
     mine, theirs = scores[student]["families"], scores[usm]["families"]
+
+    def interval(family: str, key: str, baseline: dict[str, float] | float) -> dict[str, list[float]]:
+        ci = margin_interval(_paired_margins(_frame_values(scores[student], family, key), baseline))
+        return {"ci95_db": list(ci)} if ci is not None else {}
+
     call = set(call_target_families())
     per: dict[str, dict[str, dict[str, Any]]] = {}
     missed = []
@@ -565,6 +603,7 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
                     "threshold_db": CLEAN_PSNR_DB,
                     "met": clean_psnr >= CLEAN_PSNR_DB,
                     "margin_db": clean_psnr - CLEAN_PSNR_DB,
+                    **interval(family, "psnr", CLEAN_PSNR_DB),
                 }
             }
             for entry in t.values():
@@ -581,8 +620,12 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
         }
         if family in call:
             t["call_gain"] = {"threshold_db": CALL_GAIN_DB, "met": gain >= CALL_GAIN_DB}
+        usm_frames = _frame_values(scores[usm], family, "psnr_gain")
         for name, entry in t.items():
             entry["margin_db"] = gain - entry["threshold_db"]
+            entry |= interval(
+                family, "psnr_gain", usm_frames if name == "beats_usm" else entry["threshold_db"]
+            )
             if not entry["met"]:
                 missed.append({"family": family, "target": name, "margin_db": entry["margin_db"]})
         per[family] = t
@@ -647,17 +690,41 @@ def content_tables(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _uncertain(entry: dict[str, Any]) -> bool:
+    """Whether a target's 95% interval straddles its threshold (the verdict could flip with other frames)."""
+    ci = entry.get("ci95_db")
+    return ci is not None and ci[0] <= 0 <= ci[1]
+
+
+def _verdict(entry: dict[str, Any]) -> str:
+    """``met (+0.03; -0.01..+0.07)``: the verdict, its margin and, when known, the margin's 95% interval."""
+    word = "met" if entry["met"] else "**missed**"
+    ci = entry.get("ci95_db")
+    interval = f"; {ci[0]:+.2f}..{ci[1]:+.2f}" if ci is not None else ""
+    return f"{word} ({entry['margin_db']:+.2f}{interval})"
+
+
 def target_tables(result: dict[str, Any]) -> list[str]:
-    """Markdown: per student, every family's PSNR gain and each target met or missed (with its margin)."""
+    """Markdown: per student, every family's PSNR gain and each target met or missed (with its margin and, when
+    per-frame scores are there, the margin's 95% bootstrap interval over the test frames)."""
     lines = [
-        "Per student and family (margin in dB, gain minus threshold): "
-        + "; ".join(f"`{k}`: {v}" for k, v in TARGET_LABELS.items())
-        + "."
+        "Per student and family (margin in dB, gain minus threshold; after it, where per-frame scores were kept, "
+        "the margin's 95% bootstrap interval over the test frames, paired frame by frame against the unsharp "
+        "mask): " + "; ".join(f"`{k}`: {v}" for k, v in TARGET_LABELS.items()) + "."
     ]
     for name, t in result.get("targets", {}).items():
+        entries = [e for fam in t["families"].values() for e in fam.values()]
+        open_calls = sum(_uncertain(e) for e in entries)
+        known = sum("ci95_db" in e for e in entries)
+        note = (
+            f" {open_calls} of the {known} verdicts with an interval could go either way on other frames "
+            "(the interval straddles the threshold)."
+            if known
+            else ""
+        )
         lines += [
             "",
-            f"**{name}**: {t['met']}/{t['total']} met.",
+            f"**{name}**: {t['met']}/{t['total']} met.{note}",
             "",
             "| family | PSNR gain | " + " | ".join(TARGET_LABELS.values()) + " |",
             "|---|---:|" + "---|" * len(TARGET_LABELS),
@@ -667,11 +734,6 @@ def target_tables(result: dict[str, Any]) -> list[str]:
             if entry is None:
                 continue
             gain = result["scores"][name]["families"][f]["psnr_gain"]
-            verdicts = [
-                ""
-                if entry.get(k) is None
-                else f"{'met' if entry[k]['met'] else '**missed**'} ({entry[k]['margin_db']:+.2f})"
-                for k in TARGET_LABELS
-            ]
+            verdicts = ["" if entry.get(k) is None else _verdict(entry[k]) for k in TARGET_LABELS]
             lines.append(f"| {f} | {gain:+.2f} | " + " | ".join(verdicts) + " |")
     return lines

@@ -220,6 +220,46 @@ def test_targets_per_family_with_margins() -> None:
         ts.targets({"scores": scores}, "missing")
 
 
+def test_target_intervals_are_paired_bootstrap_intervals_of_the_margin() -> None:
+    """With per-frame scores each target gets a 95% interval of its margin: against the unsharp mask it is paired
+    frame by frame (a student that beats the mask by the same 0.1 dB on every frame is sure, however much the
+    frames' gains differ), against a fixed threshold it follows the spread of the gains; the card shows it and
+    counts the verdicts it leaves open."""
+    frames = [f"f{i}.png" for i in range(12)]
+    usm_gains = [0.1 * i for i in range(12)]  # spread widely over the frames
+
+    def scored(gains: list[float]) -> dict:
+        rows = [{"frame": f, "psnr_gain": g, "psnr": 30 + g} for f, g in zip(frames, gains, strict=True)]
+        return {**_fake({"jpeg": float(np.mean(gains))}), "per_frame": {"jpeg": rows}}
+
+    scores = {ts.USM_FAMILY: scored(usm_gains), "s": scored([g + 0.1 for g in usm_gains])}
+    jpeg = ts.targets({"scores": scores}, "s")["families"]["jpeg"]
+    assert jpeg["beats_usm"]["ci95_db"] == pytest.approx([0.1, 0.1])  # paired: the same margin on every frame
+    low, high = jpeg["no_harm"]["ci95_db"]
+    assert low < jpeg["no_harm"]["margin_db"] < high and high - low > 0.3  # unpaired: the gains' spread
+    assert ts.margin_interval([0.2]) is None and ts.margin_interval([0.1, float("nan")]) is None
+    assert ts.margin_interval([1.0, -1.0] * 10) == ts.margin_interval([1.0, -1.0] * 10)  # fixed seed
+    # a student level with the mask on average, ahead on half the frames and behind on the rest: an open call
+    mixed = [g + (0.2 if i % 2 else -0.2) for i, g in enumerate(usm_gains)]
+    result = {
+        "scores": {ts.USM_FAMILY: scores[ts.USM_FAMILY], "s": scored(mixed)},
+        "families_scored": ["jpeg"],
+    }
+    result["targets"] = {"s": ts.targets(result, "s")}
+    lo, hi = result["targets"]["s"]["families"]["jpeg"]["beats_usm"]["ci95_db"]
+    assert lo < 0 < hi
+    text = "\n".join(ts.target_tables(result))
+    assert f"({0:+.2f}; {lo:+.2f}..{hi:+.2f})" in text.replace("-0.00", "+0.00")
+    assert "1 of the 2 verdicts with an interval could go either way" in text
+    # without per-frame scores (older JSON): no interval, the same verdicts
+    assert (
+        "ci95_db"
+        not in ts.targets({"scores": {ts.USM_GLOBAL: _fake({"jpeg": 0.0}), "s": _fake({"jpeg": 0.1})}}, "s")[
+            "families"
+        ]["jpeg"]["beats_usm"]
+    )
+
+
 def test_unsharp_masks_are_tuned_on_val_frames(tmp_path: Path) -> None:
     val = tmp_path / "val"
     for i in range(2):
