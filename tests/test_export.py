@@ -139,6 +139,24 @@ def test_band_frame_gain_student_exports_and_keeps_the_host_pixel_shuffle(tmp_pa
     assert _host_pixel_shuffle(graph) is not None
 
 
+def test_cored_band_student_exports_and_keeps_the_host_pixel_shuffle(tmp_path) -> None:
+    """``runet-fc``: the cored band (Relu and Sub on the low-resolution bands) exports at any size, matches torch
+    and, acting before the tail, keeps the graph's final ``DepthToSpace`` + ``Add`` for the host."""
+    import onnx
+
+    from trt_engine.backends.onnxrt import _host_pixel_shuffle, _without_final_clip
+
+    model = perturbed_student("runet-fc")
+    with torch.no_grad():
+        torch.nn.init.normal_(model.bands.core_gain.weight, std=0.5)
+        model.bands.core_gain.bias.fill_(0.5)
+    result = export_onnx(model, tmp_path / "fc.onnx", height=64, width=96, dynamic=True, name="runet-fc")
+    _assert_matches_torch_at_sizes(model, result.path, ((64, 96), (120, 200)))
+    graph = onnx.load(str(result.path))
+    _without_final_clip(graph)
+    assert _host_pixel_shuffle(graph) is not None
+
+
 @pytest.mark.parametrize("name", ["runet-m5", "runet-m6"])
 def test_frame_filter_student_exports_with_dynamic_size_and_matches_torch(tmp_path, name: str) -> None:
     model = perturbed_student(name)

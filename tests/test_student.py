@@ -631,3 +631,37 @@ def test_edge_profile_reads_how_steep_the_strongest_edges_are_at_any_contrast() 
     assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["band_frame_edge"] is True
     with pytest.raises(ValueError, match="band_frame_edge needs the per-frame band gain"):
         StudentConfig(2, (16,), (1,), bands=1, band_frame_edge=True)
+
+
+def test_band_coring_soft_thresholds_the_band_and_grows_onto_the_plain_student() -> None:
+    """``runet-fc``: the cored copy of the band is ``sign(b) * max(|b| - t, 0)`` (small ripples vanish, large
+    values shrink by ``t``), a negative threshold acts as 0, and grown onto ``runet-fh`` it starts as that student;
+    once its gain is non-zero it changes the output, and the config round-trips."""
+    from kd_trainer.models.student import CORE_THRESHOLD, warm_start
+
+    model = build_student("runet-fc").eval()
+    assert model.bands.core_threshold.tolist() == pytest.approx([CORE_THRESHOLD])
+    bands = torch.tensor([-0.1, -0.01, 0.0, 0.01, 0.1]).view(1, 5, 1, 1).repeat(1, 16, 1, 1)[:, :16]
+    cored = model.bands.cored(bands)
+    t = CORE_THRESHOLD
+    expected = torch.sign(bands) * torch.clamp(bands.abs() - t, min=0)
+    assert torch.allclose(cored, expected)
+    assert float(cored.abs().max()) == pytest.approx(0.1 - t)
+    with torch.no_grad():
+        model.bands.core_threshold.fill_(-0.5)  # kept >= 0: the plain band
+    assert torch.equal(model.bands.cored(bands), bands)
+
+    base = perturbed_student("runet-fh")
+    grown = build_student("runet-fc").eval()
+    warm_start(grown, base)
+    x = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(grown(x), base(x))
+        torch.nn.init.normal_(grown.bands.core_gain.weight, std=0.5)
+        grown.bands.core_gain.bias.fill_(1.0)
+        assert not torch.allclose(grown(x), base(x))
+    cfg = grown.config
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["band_coring"] is True
+    assert "band_coring" not in STUDENTS["runet-fh"].to_dict()  # older checkpoints unchanged
+    with pytest.raises(ValueError, match="band_coring needs gain-steered bands"):
+        StudentConfig(2, (16,), (1,), band_coring=True)

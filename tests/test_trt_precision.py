@@ -264,6 +264,8 @@ def test_refusals(student, fp16, tmp_path):
         ("runet-fs", "int8", INT8_MIN_PSNR_VS_FP32),
         ("runet-fe", "fp16", FP16_MIN_PSNR_VS_FP32),
         ("runet-fe", "int8", INT8_MIN_PSNR_VS_FP32),
+        ("runet-fc", "fp16", FP16_MIN_PSNR_VS_FP32),
+        ("runet-fc", "int8", INT8_MIN_PSNR_VS_FP32),
     ],
 )
 def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
@@ -271,7 +273,8 @@ def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
 ) -> None:
     """Per-frame branches survive fp16 and int8 conversion: the frame filter's pooled statistics (log ones too:
     squared bands would underflow in fp16), MLP and space-to-depth bands (``runet-f5``), and the band gains' frame
-    term (``runet-fg``; ``runet-fs`` adds a strided sample and a pooled coarse band, ``runet-fe`` an edge profile)."""
+    term (``runet-fg``; ``runet-fs`` adds a strided sample and a pooled coarse band, ``runet-fe`` an edge profile),
+    and the cored band (``runet-fc``: a learned threshold in Relu and Sub)."""
     import dataclasses
 
     import torch
@@ -284,9 +287,13 @@ def test_a_student_with_a_per_frame_branch_converts_and_stays_close(
         model = perturbed_student(dataclasses.replace(get_config("runet-f5"), frame_filter_log=True))
     else:
         model = perturbed_student(name)
-    head = model.frame_filter if model.frame_filter is not None else model.bands.frame
+    if name == "runet-fc":  # a cored band that does something
+        head = model.bands.core_gain
+    else:
+        branch = model.frame_filter if model.frame_filter is not None else model.bands.frame
+        head = branch.weights
     with torch.no_grad():  # a branch that does something, per frame
-        torch.nn.init.normal_(head.weights.weight, std=0.3)
+        torch.nn.init.normal_(head.weight, std=0.3)
     src = export_onnx(model, tmp_path / "ff.onnx", height=H, width=W, name=name.removesuffix("-log")).path
     result = make_precision_onnx(src, tmp_path / f"ff.{precision}.onnx", precision)
     assert result.metrics["psnr_vs_fp32_db"] >= floor

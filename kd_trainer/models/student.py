@@ -61,6 +61,7 @@ class StudentConfig:
     band_frame_gain: bool = False  # a per-frame term on the band gains (see GainBands)
     band_frame_slope: bool = False  # the per-frame term also reads a coarse band (see GainBands)
     band_frame_edge: bool = False  # the per-frame term also reads an edge-profile statistic (see GainBands)
+    band_coring: bool = False  # a second gain on soft-thresholded (cored) bands (see GainBands)
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +101,8 @@ class StudentConfig:
             raise ValueError("band_frame_slope needs the per-frame band gain (band_frame_gain)")
         if self.band_frame_edge and not self.band_frame_gain:
             raise ValueError("band_frame_edge needs the per-frame band gain (band_frame_gain)")
+        if self.band_coring and not self.bands:
+            raise ValueError("band_coring needs gain-steered bands (bands > 0)")
 
     @property
     def multiple(self) -> int:
@@ -127,6 +130,7 @@ class StudentConfig:
             | ({"band_frame_gain": True} if self.band_frame_gain else {})
             | ({"band_frame_slope": True} if self.band_frame_slope else {})
             | ({"band_frame_edge": True} if self.band_frame_edge else {})
+            | ({"band_coring": True} if self.band_coring else {})
         )
 
     @classmethod
@@ -148,6 +152,7 @@ class StudentConfig:
             "band_frame_gain",
             "band_frame_slope",
             "band_frame_edge",
+            "band_coring",
             "description",
         }
         if unknown:
@@ -169,6 +174,7 @@ class StudentConfig:
             band_frame_gain=_flag(data.get("band_frame_gain", False), "band_frame_gain"),
             band_frame_slope=_flag(data.get("band_frame_slope", False), "band_frame_slope"),
             band_frame_edge=_flag(data.get("band_frame_edge", False), "band_frame_edge"),
+            band_coring=_flag(data.get("band_coring", False), "band_coring"),
         )
 
 
@@ -301,6 +307,11 @@ STUDENTS["runet-fs"] = dataclasses.replace(
     band_frame_slope=True,
     description="runet-fg whose per-frame gain also reads a coarse band (the spectrum's slope: soft vs halos)",
 )
+STUDENTS["runet-fc"] = dataclasses.replace(
+    STUDENTS["runet-fh"],
+    band_coring=True,
+    description="runet-fh plus a second gain on its cored band (sharpens only what stands above the noise)",
+)
 STUDENTS["runet-fe"] = dataclasses.replace(
     STUDENTS["runet-fs"],
     band_frame_edge=True,
@@ -311,6 +322,7 @@ STUDENTS |= {
     "runet-fgr": _with_rep("runet-fg"),
     "runet-fsr": _with_rep("runet-fs"),
     "runet-fer": _with_rep("runet-fe"),
+    "runet-fcr": _with_rep("runet-fc"),
     "runet-m3r": _with_rep("runet-m3"),
     "runet-m5r": _with_rep("runet-m5"),
     "runet-m6r": _with_rep("runet-m6"),
@@ -398,6 +410,9 @@ class HalfResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(x))
 
+
+#: Where a cored band's threshold starts (4 levels of 255, the middle of the per-family unsharp masks' 2-5).
+CORE_THRESHOLD = 4.0 / 255.0
 
 #: BT.709 luma weights: the bands sharpen brightness only, so colours never fringe.
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -501,6 +516,13 @@ class GainBands(nn.Module):
 
     With ``edge``, one more input: how steep the frame's strongest edges are (:func:`edge_profile`), which orders
     the damage families on real frames where the spectrum's slope, swamped by content, does not.
+
+    With ``coring``, each band also gets a second per-pixel gain on its *cored* copy: the band soft-thresholded at
+    a learned level per band (``sign(b) * max(|b| - t, 0)``, the threshold of an unsharp mask). The plain gain
+    sharpens or smooths everything the band holds; the cored one sharpens only what stands above the noise and
+    codec ripple, as the unsharp masks tuned per call family do (threshold 2-5 levels). Four elementwise ops at
+    low resolution; the cored gain starts at zero, so a student warm-started from its plain form starts as exactly
+    that student.
     """
 
     def __init__(
@@ -512,6 +534,7 @@ class GainBands(nn.Module):
         frame_gain: bool = False,
         slope: bool = False,
         edge: bool = False,
+        coring: bool = False,
     ) -> None:
         super().__init__()
         self.bands, self.scale, self.slope, self.edge = bands, scale, slope, edge
@@ -548,6 +571,11 @@ class GainBands(nn.Module):
             self.spread.weight.copy_(bilinear_spread(scale).repeat(bands, 1, 1, 1))
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.gain.bias)
+        self.core_gain = nn.Conv2d(features, bands, 1) if coring else None
+        self.core_threshold = nn.Parameter(torch.full((bands,), CORE_THRESHOLD)) if coring else None
+        if self.core_gain is not None:
+            nn.init.zeros_(self.core_gain.weight)
+            nn.init.zeros_(self.core_gain.bias)
 
     def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``scale**2`` low-resolution channels: the sum over bands of gain times band, at each sub-pixel."""
@@ -557,10 +585,19 @@ class GainBands(nn.Module):
         if self.frame is not None:
             gain = gain + self.frame(self.frame_stats(x, features, bands))[:, :, None, None]
         product = self.spread(gain) * bands
+        if self.core_gain is not None:
+            product = product + self.spread(self.core_gain(features)) * self.cored(bands)
         out = product[:, :sub]
         for k in range(1, self.bands):
             out = out + product[:, k * sub : (k + 1) * sub]
         return out
+
+    def cored(self, bands: torch.Tensor) -> torch.Tensor:
+        """``bands`` soft-thresholded at each band's learned level (kept >= 0): ``sign(b) * max(|b| - t, 0)``."""
+        assert self.core_threshold is not None
+        level = self.core_threshold.clamp(min=0).repeat_interleave(self.scale * self.scale)
+        level = level.view(1, -1, 1, 1)
+        return bands - torch.minimum(torch.maximum(bands, -level), level)
 
     def frame_stats(self, x: torch.Tensor, features: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
         """``(N, stats)``: what the per-frame term reads: the pooled features, each band's :func:`log_band_stats`,
@@ -844,6 +881,7 @@ class ResidualUNet(nn.Module):
                 frame_gain=config.band_frame_gain,
                 slope=config.band_frame_slope,
                 edge=config.band_frame_edge,
+                coring=config.band_coring,
             )
             if config.bands
             else None
@@ -1119,7 +1157,7 @@ def load_student(
 
 def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
     """Whether a student ``init`` can warm start ``config``: the same shape, that shape without its context branch
-    or frame filter or its bands' frame gain, or the plain form (``rep=0``) of either."""
+    or frame filter or its bands' frame gain or coring, or the plain form (``rep=0``) of either."""
     plain = dataclasses.replace(config, rep=0)
     grown = {
         dataclasses.replace(cfg, **drop)
@@ -1130,6 +1168,7 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
             {"frame_filter": 0, "frame_filter_log": False},
             {"context": 0, "frame_filter": 0, "frame_filter_log": False},
             {"band_frame_gain": False, "band_frame_slope": False, "band_frame_edge": False},
+            {"band_coring": False},
         )
     }
     return init in grown
@@ -1138,15 +1177,15 @@ def warm_start_fits(config: StudentConfig, init: StudentConfig) -> bool:
 def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from") -> None:
     """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
-    A student that adds a whole-frame context branch, a frame filter or a band frame gain to ``init``'s shape
-    keeps the branch as built (its last layer starts at zero), so it begins as exactly ``init`` and learns the
+    A student that adds a whole-frame context branch, a frame filter, a band frame gain or band coring to
+    ``init``'s shape keeps the branch as built (its last layer starts at zero), so it begins as exactly ``init`` and learns the
     branch from there (:func:`warm_start_fits` says which shapes fit); so does an over-parameterised student
     (``rep``) warm-started from its plain form (its extra branches start at zero), or both at once.
     """
     if not warm_start_fits(model.config, init.config):
         raise CheckpointError(
             f"{source} holds a student {init.config.to_dict()}, but {model.config.to_dict()} was expected "
-            "(the same shape, that shape without its context branch, frame filter or band frame gain, "
+            "(the same shape, that shape without its context branch, frame filter, band frame gain or coring, "
             "or its plain form); pass the matching model"
         )
     missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
@@ -1156,8 +1195,10 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
 
 def _warm_start_extra(key: str) -> bool:
     """Whether a weight ``warm_start`` may leave as built: a context branch's, a frame filter's, the bands' frame
-    gain's, or a RepConv3x3's extra branches."""
-    return key.startswith(("context.", "frame_filter.", "bands.frame.")) or key.rsplit(".", 1)[-1] in (
+    gain's or coring's, or a RepConv3x3's extra branches."""
+    return key.startswith(("context.", "frame_filter.", "bands.frame.", "bands.core_")) or key.rsplit(".", 1)[
+        -1
+    ] in (
         "point",
         "expand",
         "squeeze",
