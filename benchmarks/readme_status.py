@@ -114,6 +114,18 @@ def summary(result: dict[str, Any], source: str = "docs/model_card.json") -> str
             for m in t["missed"]
         )
         lines.append(f"- **{name}**: {t['met']}/{t['total']} targets met; missed (margin): {missed}.")
+    open_calls = [
+        f"{name} {family} {SHORT_LABELS.get(target, target)}"
+        for name in students
+        for family, entries in all_targets[name]["families"].items()
+        for target, entry in entries.items()
+        if ts.verdict_uncertain(entry)
+    ]
+    if open_calls:
+        lines.append(
+            f"- Verdicts that could go either way on other frames (the margin's 95% bootstrap interval over the "
+            f"test frames straddles the threshold; model card, Targets): {', '.join(open_calls)}."
+        )
     return "\n".join(lines)
 
 

@@ -690,7 +690,7 @@ def content_tables(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _uncertain(entry: dict[str, Any]) -> bool:
+def verdict_uncertain(entry: dict[str, Any]) -> bool:
     """Whether a target's 95% interval straddles its threshold (the verdict could flip with other frames)."""
     ci = entry.get("ci95_db")
     return ci is not None and ci[0] <= 0 <= ci[1]
@@ -714,7 +714,7 @@ def target_tables(result: dict[str, Any]) -> list[str]:
     ]
     for name, t in result.get("targets", {}).items():
         entries = [e for fam in t["families"].values() for e in fam.values()]
-        open_calls = sum(_uncertain(e) for e in entries)
+        open_calls = sum(verdict_uncertain(e) for e in entries)
         known = sum("ci95_db" in e for e in entries)
         note = (
             f" {open_calls} of the {known} verdicts with an interval could go either way on other frames "

@@ -30,6 +30,27 @@ def test_summary_takes_its_numbers_from_the_json() -> None:
         summary({"students": {}}, "x.json")
 
 
+def test_summary_names_the_verdicts_that_could_go_either_way() -> None:
+    """With per-frame scores, a verdict whose 95% interval straddles its threshold is listed as open."""
+    from benchmarks import test_split as ts
+
+    result = small_result()
+    frames = [f"f{i}.png" for i in range(8)]
+
+    def rows(gains: list[float]) -> list[dict]:
+        return [{"frame": f, "psnr_gain": g, "psnr": 30 + g} for f, g in zip(frames, gains, strict=True)]
+
+    # the mask gains +0.3 everywhere; fast +0.3 on average, but ahead on half the frames and behind on the rest
+    result["scores"][ts.USM_GLOBAL]["per_frame"] = {"call-540p": rows([0.3] * 8)}
+    result["scores"]["fast"]["per_frame"] = {"call-540p": rows([0.1, 0.5] * 4)}
+    result["scores"]["fast"]["families"]["call-540p"]["psnr_gain"] = 0.3
+    result["targets"] = {"fast": ts.targets(result, "fast")}
+    text = summary(result, "card.json")
+    assert "could go either way" in text and "fast call-540p beat unsharp mask" in text
+    assert "fast call-540p no harm" not in text  # +0.35 above -0.05 on every resample: settled
+    assert "could go either way" not in summary(small_result(), "card.json")  # no per-frame rows: no claim
+
+
 def test_replace_block_keeps_everything_outside_the_markers() -> None:
     new = replace_block(README, "fresh\nlines\n")
     assert new == f"# Project\n\nintro\n\n{BEGIN}\nfresh\nlines\n{END}\n\n## Next section\n"
