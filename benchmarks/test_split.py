@@ -587,8 +587,8 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
         raise KeyError(f"no scores for the baseline {usm!r}; have {', '.join(scores)}")
     mine, theirs = scores[student]["families"], scores[usm]["families"]
 
-    def interval(family: str, key: str, baseline: dict[str, float] | float) -> dict[str, list[float]]:
-        ci = margin_interval(_paired_margins(_frame_values(scores[student], family, key), baseline))
+    def interval(frames: dict[str, float], baseline: dict[str, float] | float) -> dict[str, list[float]]:
+        ci = margin_interval(_paired_margins(frames, baseline))
         return {"ci95_db": list(ci)} if ci is not None else {}
 
     call = set(call_target_families())
@@ -603,7 +603,7 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
                     "threshold_db": CLEAN_PSNR_DB,
                     "met": clean_psnr >= CLEAN_PSNR_DB,
                     "margin_db": clean_psnr - CLEAN_PSNR_DB,
-                    **interval(family, "psnr", CLEAN_PSNR_DB),
+                    **interval(_frame_values(scores[student], family, "psnr"), CLEAN_PSNR_DB),
                 }
             }
             for entry in t.values():
@@ -620,12 +620,11 @@ def targets(result: dict[str, Any], student: str, usm: str | None = None) -> dic
         }
         if family in call:
             t["call_gain"] = {"threshold_db": CALL_GAIN_DB, "met": gain >= CALL_GAIN_DB}
+        my_frames = _frame_values(scores[student], family, "psnr_gain")
         usm_frames = _frame_values(scores[usm], family, "psnr_gain")
         for name, entry in t.items():
             entry["margin_db"] = gain - entry["threshold_db"]
-            entry |= interval(
-                family, "psnr_gain", usm_frames if name == "beats_usm" else entry["threshold_db"]
-            )
+            entry |= interval(my_frames, usm_frames if name == "beats_usm" else entry["threshold_db"])
             if not entry["met"]:
                 missed.append({"family": family, "target": name, "margin_db": entry["margin_db"]})
         per[family] = t

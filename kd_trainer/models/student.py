@@ -1178,9 +1178,10 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
     """Copy ``init``'s weights into ``model``: the same student, or the same one without its frame-level branches.
 
     A student that adds a whole-frame context branch, a frame filter, a band frame gain or band coring to
-    ``init``'s shape keeps the branch as built (its last layer starts at zero), so it begins as exactly ``init`` and learns the
-    branch from there (:func:`warm_start_fits` says which shapes fit); so does an over-parameterised student
-    (``rep``) warm-started from its plain form (its extra branches start at zero), or both at once.
+    ``init``'s shape keeps the branch as built (its last layer starts at zero), so it begins as exactly ``init``
+    and learns the branch from there (:func:`warm_start_fits` says which shapes fit); so does an
+    over-parameterised student (``rep``) warm-started from its plain form (its extra branches start at zero), or
+    both at once.
     """
     if not warm_start_fits(model.config, init.config):
         raise CheckpointError(
@@ -1193,14 +1194,12 @@ def warm_start(model: ResidualUNet, init: ResidualUNet, source: str = "init_from
         raise CheckpointError(f"{source}: weights do not fit: missing {missing}, unexpected {unexpected}")
 
 
+#: Weight-name prefixes of the branches a warm start grows at zero, and the names of a RepConv3x3's extra branches.
+_GROWN_BRANCHES = ("context.", "frame_filter.", "bands.frame.", "bands.core_")
+_REP_BRANCHES = ("point", "expand", "squeeze", "edges")
+
+
 def _warm_start_extra(key: str) -> bool:
     """Whether a weight ``warm_start`` may leave as built: a context branch's, a frame filter's, the bands' frame
     gain's or coring's, or a RepConv3x3's extra branches."""
-    return key.startswith(("context.", "frame_filter.", "bands.frame.", "bands.core_")) or key.rsplit(".", 1)[
-        -1
-    ] in (
-        "point",
-        "expand",
-        "squeeze",
-        "edges",
-    )
+    return key.startswith(_GROWN_BRANCHES) or key.rsplit(".", 1)[-1] in _REP_BRANCHES
